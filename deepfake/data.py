@@ -1,0 +1,386 @@
+"""From a dataset root on disk to batches of tensors.
+
+Three layouts are recognised (folder names are case-insensitive):
+
+* two class folders, ``Real/`` and ``Fake/``: split 80/10/10, stratified, seeded;
+* a pre-split tree ``Train|train/``, ``Validation|Val|val/``, ``Test|test/``, each
+  holding the two class folders (the Kaggle "deepfake-and-real-images" layout);
+* a CSV manifest with columns ``path,label[,split]``.
+
+Labels are real = 0 and fake = 1 everywhere (see :mod:`deepfake.preprocess`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm.auto import tqdm
+
+from deepfake.errors import DataError, ImageError
+from deepfake.preprocess import FAKE, LABELS, REAL, Preprocess, check_image_file, read_image
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+_CLASS_DIRS = {"real": REAL, "fake": FAKE}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+    split: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Layout discovery and splitting
+
+
+def find_samples(
+    root: str | Path, *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42
+) -> tuple[list[Sample], str]:
+    """Find every sample under ``root`` with its label and split.
+
+    Returns the samples and the name of the layout found ("folders", "presplit"
+    or "manifest"). Samples without a split in the source are split here,
+    stratified by class and reproducible from ``seed``.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    root = Path(root).expanduser().absolute()
+    if not root.exists():
+        raise DataError(f"data.root={root}: no such file or directory")
+    if root.is_file():
+        samples, layout = _read_manifest(root), "manifest"
+    else:
+        samples, layout = _scan_tree(root)
+    unsplit = [s for s in samples if not s.split]
+    if unsplit:
+        samples = [s for s in samples if s.split] + stratified_split(
+            unsplit, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+        )
+    return samples, layout
+
+
+def stratified_split(
+    samples: Sequence[Sample], *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42
+) -> list[Sample]:
+    """Assign train/val/test per class, in proportion, independent of listing order."""
+    _check_fractions(val_fraction, test_fraction)
+    out: list[Sample] = []
+    for label in (REAL, FAKE):
+        members = sorted((s for s in samples if s.label == label), key=lambda s: s.path)
+        order = np.random.default_rng(seed + label).permutation(len(members))
+        n_test = round(len(members) * test_fraction)
+        n_val = round(len(members) * val_fraction)
+        for rank, idx in enumerate(order):
+            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            out.append(Sample(members[idx].path, label, split))
+    return sorted(out, key=lambda s: (SPLITS.index(s.split), s.path))
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must each be in "
+            "[0, 1) and leave some images for training"
+        )
+
+
+def _subdirs(folder: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def _class_folders(folder: Path) -> dict[int, Path] | None:
+    found = {_CLASS_DIRS[name]: path for name, path in _subdirs(folder).items() if name in _CLASS_DIRS}
+    return found if len(found) == 2 else None
+
+
+def _scan_tree(root: Path) -> tuple[list[Sample], str]:
+    classes = _class_folders(root)
+    if classes:
+        return _list_classes(classes, split=""), "folders"
+    split_dirs = {_SPLIT_DIRS[n]: p for n, p in _subdirs(root).items() if n in _SPLIT_DIRS}
+    if split_dirs:
+        samples = []
+        for split, folder in sorted(split_dirs.items()):
+            classes = _class_folders(folder)
+            if not classes:
+                raise DataError(f"{folder} has no Real/ and Fake/ folders inside")
+            samples += _list_classes(classes, split=split)
+        missing = {"train", "test"} - split_dirs.keys()
+        if missing:
+            raise DataError(f"{root} is a pre-split tree but has no {' or '.join(sorted(missing))} folder")
+        if "val" not in split_dirs:
+            log.warning("%s has no Validation/ folder: validation is taken from Train/", root)
+            train = [s for s in samples if s.split == "train"]
+            carved = stratified_split(train, val_fraction=0.1, test_fraction=0.0)
+            samples = [s for s in samples if s.split != "train"] + carved
+        return samples, "presplit"
+    # Archives often unpack to a single wrapping folder (Kaggle's "Dataset/").
+    subs = list(_subdirs(root).values())
+    if len(subs) == 1:
+        return _scan_tree(subs[0])
+    raise DataError(
+        f"data.root={root}: no dataset layout found. Expected Real/ and Fake/ folders, "
+        "Train/ Validation/ Test/ folders each holding Real/ and Fake/, or a CSV manifest "
+        "with columns path,label[,split]"
+    )
+
+
+def _list_classes(classes: dict[int, Path], split: str) -> list[Sample]:
+    samples = []
+    for label, folder in sorted(classes.items()):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            samples += [
+                Sample(os.path.join(dirpath, f), label, split) for f in sorted(filenames) if not f.startswith(".")
+            ]
+    return samples
+
+
+def _read_manifest(path: Path) -> list[Sample]:
+    base = path.parent
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = {f.strip().lower() for f in reader.fieldnames or []}
+            if not {"path", "label"} <= fields:
+                raise DataError(f"manifest {path} needs columns path,label[,split]; found {sorted(fields)}")
+            samples = []
+            for lineno, row in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                samples.append(
+                    Sample(
+                        str(base / row["path"]),
+                        _parse_label(row["label"], path, lineno),
+                        _parse_split(row.get("split", ""), path, lineno),
+                    )
+                )
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read manifest {path}: {exc}") from exc
+    if not samples:
+        raise DataError(f"manifest {path} lists no images")
+    return samples
+
+
+def _parse_label(value: str, path: Path, lineno: int) -> int:
+    v = value.lower()
+    if v in ("0", "real"):
+        return REAL
+    if v in ("1", "fake"):
+        return FAKE
+    raise DataError(f"{path}:{lineno}: label {value!r} is not one of 0, 1, real, fake")
+
+
+def _parse_split(value: str, path: Path, lineno: int) -> str:
+    if not value:
+        return ""
+    split = _SPLIT_DIRS.get(value.lower())
+    if split is None:
+        raise DataError(f"{path}:{lineno}: split {value!r} is not one of train, val, validation, test")
+    return split
+
+
+def drop_bad_files(samples: Sequence[Sample], *, workers: int = 16) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """Split samples into usable ones and (path, reason) for unreadable or non-image files.
+
+    Reads only each file's first and last bytes, in threads, so it stays quick on
+    large datasets; anything that still fails to decode later is dropped from its batch.
+    """
+    paths = [s.path for s in samples]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = list(
+            tqdm(
+                pool.map(check_image_file, paths, chunksize=256),
+                total=len(paths),
+                desc="Checking images",
+                disable=len(paths) < 5000,
+                leave=False,
+            )
+        )
+    good = [s for s, p in zip(samples, problems, strict=True) if p is None]
+    bad = [(s.path, p) for s, p in zip(samples, problems, strict=True) if p is not None]
+    return good, bad
+
+
+def write_split(samples: Sequence[Sample], path: str | Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows((s.path, s.label, s.split) for s in samples)
+
+
+# ---------------------------------------------------------------------------
+# Dataset and augmentation
+
+
+def build_augment(cfg: dict | None):
+    """A torchvision v2 pipeline on uint8 CHW tensors, or None when augmentation is off."""
+    if not cfg or not cfg.get("enabled", False):
+        return None
+    from torchvision.transforms import v2
+
+    steps = []
+    if cfg.get("hflip", 0):
+        steps.append(v2.RandomHorizontalFlip(p=cfg["hflip"]))
+    if cfg.get("rotation", 0):
+        steps.append(v2.RandomRotation(degrees=cfg["rotation"]))
+    if cfg.get("brightness", 0) or cfg.get("contrast", 0):
+        steps.append(v2.ColorJitter(brightness=cfg.get("brightness", 0), contrast=cfg.get("contrast", 0)))
+    if cfg.get("jpeg_p", 0):
+        steps.append(v2.RandomApply([v2.JPEG(quality=tuple(cfg.get("jpeg_quality", (60, 95))))], p=cfg["jpeg_p"]))
+    if cfg.get("blur_p", 0):
+        steps.append(
+            v2.RandomApply(
+                [v2.GaussianBlur(kernel_size=5, sigma=tuple(cfg.get("blur_sigma", (0.1, 1.5))))], p=cfg["blur_p"]
+            )
+        )
+    return v2.Compose(steps) if steps else None
+
+
+class ImageDataset(Dataset):
+    """Decodes, optionally augments and preprocesses one image per item.
+
+    An image that fails to decode yields None instead of raising, so one bad
+    file cannot end a long run; :func:`collate_skip_bad` drops it from the batch.
+    """
+
+    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None):
+        self.samples = list(samples)
+        self.preprocess = preprocess
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        try:
+            rgb = self.preprocess.resize(read_image(sample.path))
+        except ImageError as exc:
+            log.warning("skipping %s: %s", sample.path, exc)
+            return None
+        if self.augment is not None:
+            rgb = self.augment(torch.from_numpy(rgb).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        x = torch.from_numpy(self.preprocess.normalise(rgb))
+        return x, torch.tensor(sample.label, dtype=torch.float32)
+
+
+def collate_skip_bad(batch):
+    batch = [item for item in batch if item is not None]
+    if not batch:
+        return None
+    return default_collate(batch)
+
+
+# ---------------------------------------------------------------------------
+# LightningDataModule
+
+
+def resolve_num_workers(value) -> int:
+    if value in (None, "auto"):
+        return min(8, os.cpu_count() or 1)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise DataError(f"data.num_workers={value!r} must be a non-negative integer or 'auto'")
+    return n
+
+
+class DeepfakeDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        root: str,
+        preprocess: Preprocess,
+        *,
+        batch_size: int = 32,
+        num_workers: int | str = "auto",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 42,
+        augment: dict | None = None,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size!r} must be a positive integer")
+        self.root = root
+        self.preprocess = preprocess
+        self.batch_size = batch_size
+        self.num_workers = resolve_num_workers(num_workers)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.augment_cfg = augment
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.samples: list[Sample] = []
+        self.bad_files: list[tuple[str, str]] = []
+        self.layout = ""
+        self.datasets: dict[str, ImageDataset] = {}
+
+    def prepare(self) -> None:
+        """Find, check and split the samples. Idempotent; cheap to call twice."""
+        if self.samples:
+            return
+        samples, self.layout = find_samples(
+            self.root, val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=self.seed
+        )
+        self.samples, self.bad_files = drop_bad_files(samples)
+        if self.bad_files:
+            shown = "\n".join(f"  {p}: {why}" for p, why in self.bad_files[:20])
+            more = f"\n  ... and {len(self.bad_files) - 20} more" if len(self.bad_files) > 20 else ""
+            log.warning("skipped %d unusable file(s):\n%s%s", len(self.bad_files), shown, more)
+        for split in SPLITS:
+            labels = {s.label for s in self.samples if s.split == split}
+            if not labels:
+                raise DataError(f"data.root={self.root}: the {split} split has no usable images")
+        log.info("dataset %s (%s layout): %s", self.root, self.layout, self.summary())
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {
+            split: {
+                name: sum(1 for s in self.samples if s.split == split and s.label == lbl)
+                for lbl, name in enumerate(LABELS)
+            }
+            for split in SPLITS
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+        augment = build_augment(self.augment_cfg)
+        for split in SPLITS:
+            subset = [s for s in self.samples if s.split == split]
+            self.datasets[split] = ImageDataset(subset, self.preprocess, augment if split == "train" else None)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_skip_bad,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

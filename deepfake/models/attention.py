@@ -1,0 +1,70 @@
+"""Attention-GAP head on a timm backbone (EfficientNet-B7 in the ``effb7_att`` config).
+
+A small 1x1-conv branch predicts a spatial mask in [0, 1]; the head pools the
+masked features and divides by the pooled mask, so the pooled vector is a
+mask-weighted average of the feature map rather than one shrunk by sparse masks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepfake.models import register
+from deepfake.models.timm_backbone import create_backbone, data_config
+
+
+class AttentionGAPHead(nn.Module):
+    def __init__(self, channels: int, hidden: int = 128, dropout: float = 0.5):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        widths = (channels, 64, 16, 8)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True)]
+        self.attention = nn.Sequential(*layers, nn.Conv2d(8, 1, 1), nn.Sigmoid())
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.norm(features)
+        mask = self.attention(features)  # (B, 1, h, w)
+        pooled = (features * mask).mean(dim=(2, 3)) / mask.mean(dim=(2, 3)).clamp_min(1e-6)
+        return self.classifier(pooled).squeeze(1), mask
+
+
+class AttentionDetector(nn.Module):
+    def __init__(
+        self,
+        backbone: str = "effb7",
+        pretrained: bool = True,
+        weights_file: str | None = None,
+        dropout: float = 0.5,
+        hidden: int = 128,
+    ):
+        super().__init__()
+        self.backbone = create_backbone(
+            backbone, pretrained=pretrained, weights_file=weights_file, num_classes=0, global_pool=""
+        )
+        self.mean, self.std = data_config(self.backbone)
+        self.head = AttentionGAPHead(self.backbone.num_features, hidden=hidden, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, return_mask: bool = False):
+        logits, mask = self.head(self.backbone.forward_features(x))
+        return (logits, mask) if return_mask else logits
+
+
+@register("attention")
+def attention_model(
+    backbone: str = "effb7",
+    pretrained: bool = True,
+    weights_file: str | None = None,
+    dropout: float = 0.5,
+    hidden: int = 128,
+):
+    return AttentionDetector(backbone, pretrained, weights_file, dropout, hidden)
