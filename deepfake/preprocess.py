@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake.errors import ImageError
+from deepfake.errors import ConfigError, ImageError
 
 # Fixed once for the whole project: the model outputs the logit of "fake".
 LABELS = ("real", "fake")
@@ -41,11 +41,11 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if int(self.image_size) < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
+            raise ConfigError(f"data.image_size={self.image_size} must be at least 8 pixels")
         if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError("mean and std need three values, one per RGB channel")
+            raise ConfigError("mean and std need three values, one per RGB channel")
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"std values must be positive, got {self.std}")
+            raise ConfigError(f"std values must be positive, got {self.std}")
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         object.__setattr__(self, "image_size", int(self.image_size))

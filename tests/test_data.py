@@ -1,0 +1,146 @@
+"""Layout detection, splits, bad files and label order at the data level."""
+
+import logging
+from collections import Counter
+
+import pytest
+import torch
+from conftest import make_class_folders, make_image
+
+from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files, find_samples
+from deepfake.errors import DataError
+from deepfake.preprocess import FAKE, REAL, Preprocess
+
+
+def _counts(samples):
+    return Counter((s.split, s.label) for s in samples)
+
+
+def test_class_folders_split_80_10_10_stratified_and_disjoint(tmp_path):
+    root = make_class_folders(tmp_path / "d", 40, 20, names=("real", "FAKE"))  # case-insensitive
+    samples, layout = find_samples(root, seed=1)
+    assert layout == "folders"
+    assert _counts(samples) == {
+        ("train", REAL): 32, ("val", REAL): 4, ("test", REAL): 4,
+        ("train", FAKE): 16, ("val", FAKE): 2, ("test", FAKE): 2,
+    }  # fmt: skip
+    paths = [s.path for s in samples]
+    assert len(paths) == len(set(paths)) == 60
+    assert all((s.label == FAKE) == ("/FAKE/" in s.path) for s in samples)
+
+
+def test_split_is_reproducible_from_the_seed(tmp_path):
+    root = make_class_folders(tmp_path / "d", 30, 30)
+    a, _ = find_samples(root, seed=7)
+    b, _ = find_samples(root, seed=7)
+    c, _ = find_samples(root, seed=8)
+    assert a == b
+    assert {s.path for s in a if s.split == "test"} != {s.path for s in c if s.split == "test"}
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "names"),
+    [("", ("Train", "Validation", "Test")), ("", ("train", "val", "test")), ("Dataset", ("Train", "Validation", "Test"))],
+)
+def test_presplit_tree_keeps_its_splits(tmp_path, wrapper, names):
+    root = tmp_path / "kaggle"
+    for i, (name, n) in enumerate(zip(names, (6, 2, 3), strict=True)):
+        make_class_folders(root / wrapper / name, n, n, seed=i)
+    samples, layout = find_samples(root)
+    assert layout == "presplit"
+    assert _counts(samples) == {(sp, lb): n for sp, n in (("train", 6), ("val", 2), ("test", 3)) for lb in (REAL, FAKE)}
+    for s in samples:
+        split_folder = s.path.split("/")[-3].lower()
+        assert {"train": "train", "val": "val", "validation": "val", "test": "test"}[split_folder] == s.split
+
+
+def test_manifest_with_and_without_split(tmp_path):
+    for i in range(10):
+        make_image(tmp_path / "img" / f"r{i}.png", REAL, seed=i)
+        make_image(tmp_path / "img" / f"f{i}.png", FAKE, seed=100 + i)
+    with_split = tmp_path / "with.csv"
+    rows = [f"img/r{i}.png,real,{'test' if i < 3 else 'train'}" for i in range(10)]
+    rows += [f"img/f{i}.png,1,{'val' if i < 2 else 'Train'}" for i in range(10)]
+    with_split.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    samples, layout = find_samples(with_split)
+    assert layout == "manifest"
+    assert _counts(samples) == {("test", REAL): 3, ("train", REAL): 7, ("val", FAKE): 2, ("train", FAKE): 8}
+
+    without = tmp_path / "without.csv"
+    without.write_text("path,label\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    samples, _ = find_samples(without)
+    assert _counts(samples)[("test", REAL)] == 1 and _counts(samples)[("train", FAKE)] == 8
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("file,label\na.png,0\n", "needs columns path,label"), ("path,label\na.png,maybe\n", "label 'maybe'")],
+)
+def test_bad_manifest_is_named(tmp_path, content, message):
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        find_samples(tmp_path / "m.csv")
+
+
+def test_unknown_layout_and_missing_root_are_explained(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        find_samples(tmp_path / "nope")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataError, match="Expected Real/ and Fake/"):
+        find_samples(tmp_path)
+
+
+def test_bad_files_are_skipped_and_reported_once(tmp_path, caplog):
+    root = make_class_folders(tmp_path / "d", 10, 10)
+    (root / "Real" / "empty.jpg").write_bytes(b"")
+    (root / "Fake" / "notes.txt").write_text("not an image")
+    good = (root / "Fake" / "fake_000.jpg").read_bytes()
+    (root / "Fake" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    dm = DeepfakeDataModule(str(root), Preprocess(32), batch_size=4, num_workers=0)
+    with caplog.at_level(logging.WARNING):
+        dm.prepare()
+    assert len(dm.samples) == 20
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in dm.bad_files) == ["empty.jpg", "notes.txt", "truncated.jpg"]
+    warnings = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+    assert len(warnings) == 1 and "skipped 3 unusable file(s)" in warnings[0] and "truncated.jpg" in warnings[0]
+
+
+def test_undecodable_file_is_dropped_from_its_batch_not_the_run(tmp_path):
+    root = make_class_folders(tmp_path / "d", 2, 2)
+    broken = root / "Fake" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")  # looks whole, cannot decode
+    samples, _ = find_samples(root, val_fraction=0, test_fraction=0)
+    good, bad = drop_bad_files(samples)
+    assert not bad  # passes the cheap check ...
+    ds = ImageDataset(good, Preprocess(16))
+    batch = collate_skip_bad([ds[i] for i in range(len(ds))])  # ... and is dropped at decode time
+    x, y = batch
+    assert x.shape == (4, 3, 16, 16) and sorted(y.tolist()) == [0.0, 0.0, 1.0, 1.0]
+    assert collate_skip_bad([None, None]) is None
+
+
+def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
+    root = make_class_folders(tmp_path / "d", 2, 2)
+    samples, _ = find_samples(root, val_fraction=0, test_fraction=0)
+    plain = ImageDataset(samples, Preprocess(32))
+    assert torch.equal(plain[0][0], plain[0][0])
+    from deepfake.data import build_augment
+
+    assert build_augment({"enabled": False, "hflip": 1.0}) is None
+    augment = build_augment({"enabled": True, "hflip": 1.0})
+    flipped = ImageDataset(samples, Preprocess(32), augment)
+    assert torch.allclose(flipped[0][0], plain[0][0].flip(-1))
+    full = build_augment(
+        {"enabled": True, "hflip": 0.5, "rotation": 10, "brightness": 0.2, "contrast": 0.2, "jpeg_p": 1.0, "blur_p": 1.0}
+    )
+    assert ImageDataset(samples, Preprocess(32), full)[0][0].shape == (3, 32, 32)
+
+
+def test_bad_data_settings_are_named(tmp_path):
+    with pytest.raises(DataError, match="data.batch_size"):
+        DeepfakeDataModule(str(tmp_path), Preprocess(32), batch_size=0)
+    with pytest.raises(DataError, match="data.num_workers"):
+        DeepfakeDataModule(str(tmp_path), Preprocess(32), num_workers="many")
+    with pytest.raises(DataError, match="val_fraction"):
+        find_samples(tmp_path, val_fraction=0.6, test_fraction=0.5)

@@ -1,0 +1,91 @@
+"""Every model config builds and trains a fast_dev_run; the attention head does what it says."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+
+from deepfake.errors import ConfigError, ModelError
+from deepfake.models import create_model
+from deepfake.models.attention import AttentionGAPHead
+from deepfake.training import train
+
+MODEL_CONFIGS = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
+TIMM = {"vgg16", "xception", "mobilenetv2", "effb7", "effb7_att"}
+
+
+def test_all_seven_detectors_have_configs():
+    assert set(MODEL_CONFIGS) >= {"cnn", "cnn_deep"} | TIMM
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_runs_fast_dev_run(name, folder_dataset, compose_cfg, tmp_path):
+    overrides = [f"model={name}", f"data.root={folder_dataset}", "++trainer.fast_dev_run=true", "data.batch_size=4"]
+    if name in TIMM:
+        overrides.append("model.pretrained=false")
+    metrics = train(compose_cfg(*overrides))
+    assert {"test/acc", "test/precision", "test/recall", "test/f1", "test/auroc"} <= metrics.keys()
+    assert json.loads(Path(tmp_path / "run" / "metrics.json").read_text())["test/auroc"] == metrics["test/auroc"]
+
+
+def test_timm_configs_normalise_with_the_backbones_own_statistics():
+    xception = create_model("timm", backbone="xception", pretrained=False)
+    mobilenet = create_model("timm", backbone="mobilenetv2", pretrained=False)
+    assert xception.mean == (0.5, 0.5, 0.5)
+    assert mobilenet.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert create_model("cnn").mean == (0.0, 0.0, 0.0)
+
+
+def test_attention_head_divides_pooled_features_by_pooled_mask():
+    head = AttentionGAPHead(channels=6, hidden=4, dropout=0.0).eval()
+    features = torch.randn(2, 6, 5, 5)
+    normed = head.norm(features)
+    for value in (0.05, 0.9):  # a uniform mask of any strength must give the plain average
+        head.attention = torch.nn.Sequential(torch.nn.Conv2d(6, 1, 1), torch.nn.Sigmoid())
+        torch.nn.init.zeros_(head.attention[0].weight)
+        torch.nn.init.constant_(head.attention[0].bias, torch.logit(torch.tensor(value)).item())
+        logits, mask = head(features)
+        assert torch.allclose(mask, torch.full_like(mask, value), atol=1e-6)
+        assert torch.allclose(logits, head.classifier(normed.mean(dim=(2, 3))).squeeze(1), atol=1e-5)
+
+
+def test_attention_model_returns_its_spatial_mask():
+    model = create_model("attention", backbone="mobilenetv2", pretrained=False).eval()
+    logits, mask = model(torch.rand(2, 3, 64, 64), return_mask=True)
+    assert logits.shape == (2,)
+    assert mask.shape == (2, 1, 2, 2) and 0 <= mask.min() and mask.max() <= 1
+
+
+def test_missing_weights_fail_fast_naming_the_fixes(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelError) as err:
+        create_model("timm", backbone="mobilenetv2", pretrained=True)
+    assert "model.pretrained=false" in str(err.value) and "model.weights_file" in str(err.value)
+    with pytest.raises(ModelError, match="no such file"):
+        create_model("timm", backbone="mobilenetv2", weights_file=str(tmp_path / "missing.safetensors"))
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    source = create_model("timm", backbone="mobilenetv2", pretrained=False)
+    weights = {k.removeprefix("net."): v for k, v in source.state_dict().items() if "classifier" not in k}
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    loaded = create_model("timm", backbone="mobilenetv2", weights_file=str(tmp_path / "w.safetensors"))
+    assert torch.equal(loaded.net.conv_stem.weight, source.net.conv_stem.weight)
+
+
+def test_bad_model_settings_are_named(compose_cfg, folder_dataset):
+    with pytest.raises(ModelError, match="not a timm model"):
+        create_model("timm", backbone="no_such_net", pretrained=False)
+    with pytest.raises(ModelError, match="model.arch='nope'"):
+        train(compose_cfg(f"data.root={folder_dataset}", "model.arch=nope"))
+    with pytest.raises(ConfigError, match="model.colour is not an option"):
+        train(compose_cfg(f"data.root={folder_dataset}", "+model.colour=bgr"))
+    with pytest.raises(ConfigError, match="model.lr"):
+        train(compose_cfg(f"data.root={folder_dataset}", "model.lr=-1"))
