@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -158,7 +159,11 @@ def train(cfg: DictConfig) -> dict:
         logger=_instantiate_all(cfg.get("logger")) or False,
         precision=resolve_precision(cfg.trainer.get("precision", "32-true")),
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with warnings.catch_warnings():
+        # With OnExceptionCheckpoint, Lightning resumes from the newest last/on_exception checkpoint of
+        # the run directory when ckpt_path is unset, and warns when there is none: a fresh run.
+        warnings.filterwarnings("ignore", message=r".*ckpt_path=(None|\"last\")\)? (was called|is set)")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if not cfg.get("test", True) or trainer.interrupted:
         return {}
 

@@ -40,7 +40,11 @@ def test_split_is_reproducible_from_the_seed(tmp_path):
 
 @pytest.mark.parametrize(
     ("wrapper", "names"),
-    [("", ("Train", "Validation", "Test")), ("", ("train", "val", "test")), ("Dataset", ("Train", "Validation", "Test"))],
+    [
+        ("", ("Train", "Validation", "Test")),
+        ("", ("train", "val", "test")),
+        ("Dataset", ("Train", "Validation", "Test")),
+    ],
 )
 def test_presplit_tree_keeps_its_splits(tmp_path, wrapper, names):
     root = tmp_path / "kaggle"
@@ -132,7 +136,15 @@ def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
     flipped = ImageDataset(samples, Preprocess(32), augment)
     assert torch.allclose(flipped[0][0], plain[0][0].flip(-1))
     full = build_augment(
-        {"enabled": True, "hflip": 0.5, "rotation": 10, "brightness": 0.2, "contrast": 0.2, "jpeg_p": 1.0, "blur_p": 1.0}
+        {
+            "enabled": True,
+            "hflip": 0.5,
+            "rotation": 10,
+            "brightness": 0.2,
+            "contrast": 0.2,
+            "jpeg_p": 1.0,
+            "blur_p": 1.0,
+        }
     )
     assert ImageDataset(samples, Preprocess(32), full)[0][0].shape == (3, 32, 32)
 

@@ -89,3 +89,35 @@ def test_bad_model_settings_are_named(compose_cfg, folder_dataset):
         train(compose_cfg(f"data.root={folder_dataset}", "+model.colour=bgr"))
     with pytest.raises(ConfigError, match="model.lr"):
         train(compose_cfg(f"data.root={folder_dataset}", "model.lr=-1"))
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_config_runs_fast_dev_run(name, folder_dataset, compose_cfg):
+    cfg = compose_cfg(f"experiment={name}", f"data.root={folder_dataset}", "++trainer.fast_dev_run=true")
+    assert "test/auroc" in train(cfg)
+
+
+@pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp", "default"])
+def test_trainer_presets_compose(preset, compose_cfg, folder_dataset):
+    cfg = compose_cfg(f"trainer={preset}", f"data.root={folder_dataset}")
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    if preset in ("gpu", "ddp"):
+        assert cfg.trainer.precision == "mixed" and cfg.trainer.accelerator == "gpu"
+    if preset == "ddp":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.sync_batchnorm
+
+
+def test_mixed_precision_picks_fp16_on_t4_and_bf16_on_ampere(monkeypatch):
+    from deepfake.training import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("mixed") == "16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("mixed") == "bf16-mixed"
+    assert resolve_precision("32-true") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("mixed") == "32-true"
