@@ -277,6 +277,15 @@ class ImageDataset(Dataset):
         return x, torch.tensor(sample.label, dtype=torch.float32)
 
 
+def init_worker(worker_id: int) -> None:
+    """Seed the worker as Lightning does, and keep OpenCV to one thread per worker process."""
+    import cv2
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+
+    cv2.setNumThreads(1)
+    pl_worker_init_function(worker_id)
+
+
 def collate_skip_bad(batch):
     batch = [item for item in batch if item is not None]
     if not batch:
@@ -374,6 +383,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_skip_bad,
+            worker_init_fn=init_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import lightning as L
 import torch
 import torchmetrics
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -114,6 +116,16 @@ class LitDetector(L.LightningModule):
         checkpoint["preprocess"] = self.preprocess.to_dict()
 
 
+class EpochTimer(L.Callback):
+    """Logs ``time/epoch_s``, the wall time of each training epoch (validation excluded)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pl_module.log("time/epoch_s", time.perf_counter() - self._start, on_epoch=True, sync_dist=True)
+
+
 def resolve_precision(value) -> str | int:
     """``mixed`` picks bf16 where the GPU supports it (Ampere and later), else fp16 (T4, P100)."""
     if value != "mixed":
@@ -146,8 +158,9 @@ def train(cfg: DictConfig) -> dict:
         augment=OmegaConf.to_container(cfg.data.augment, resolve=True),
     )
     datamodule.prepare()
-    write_split(datamodule.samples, run_dir / "split.csv")
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:
+        write_split(datamodule.samples, run_dir / "split.csv")
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
@@ -164,7 +177,10 @@ def train(cfg: DictConfig) -> dict:
         # the run directory when ckpt_path is unset, and warns when there is none: a fresh run.
         warnings.filterwarnings("ignore", message=r".*ckpt_path=(None|\"last\")\)? (was called|is set)")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    if not cfg.get("test", True) or trainer.interrupted:
+    if trainer.interrupted:
+        log.warning("training interrupted; resume with ckpt_path=%s", run_dir / "checkpoints" / "last.ckpt")
+        return {}
+    if not cfg.get("test", True):
         return {}
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -173,5 +189,6 @@ def train(cfg: DictConfig) -> dict:
     metrics["best_checkpoint"] = best
     metrics["data"] = {"root": str(cfg.data.root), "layout": datamodule.layout, **datamodule.summary()}
     metrics["skipped_files"] = len(datamodule.bad_files)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -35,6 +35,10 @@ def test_run_writes_metrics_split_config_and_checkpoints(folder_dataset, compose
         rows = list(csv.DictReader(fh))
     assert len(rows) == 40 and {r["split"] for r in rows} == {"train", "val", "test"}
     assert all(r["label"] == ("1" if "/Fake/" in r["path"] else "0") for r in rows)
+    (log,) = run.glob("logs/version_*/metrics.csv")
+    with open(log) as fh:
+        epoch_times = [float(r["time/epoch_s"]) for r in csv.DictReader(fh) if r.get("time/epoch_s")]
+    assert len(epoch_times) == 2 and all(t > 0 for t in epoch_times)
     # The generated fakes are noisy, the reals smooth: two epochs must learn that.
     assert saved["test/auroc"] > 0.9
 
