@@ -61,3 +61,50 @@ def compose_cfg(tmp_path: Path):
             )
 
     return _compose
+
+
+def export_cfg(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("export", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small hfnet trained on generated images (smooth real, noisy fake) until it tells them apart."""
+    tmp = tmp_path_factory.mktemp("export")
+    data = make_class_folders(tmp / "data", 20, 20)
+    run = tmp / "run"
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"run_dir={run}",
+                f"data.root={data}",
+                "trainer=cpu",
+                "model=hfnet",
+                "model.stem_stride=2",
+                "model.widths=[8,16]",
+                "model.depth=1",
+                "model.lr=1e-2",
+                "trainer.max_epochs=8",
+                "callbacks.early_stopping=null",
+                "data.num_workers=0",
+                "data.batch_size=8",
+                "data.image_size=32",
+                "callbacks.progress_bar=null",
+            ],
+        )
+    from deepfake.training import train
+
+    train(cfg)
+    return run, data
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run):
+    run, data = trained_run
+    out = run.parent / "model.onnx"
+    from deepfake.export import export
+
+    report = export(export_cfg(f"ckpt={run}/checkpoints/last.ckpt", f"out={out}"))
+    return out, report, run, data

@@ -38,4 +38,4 @@ def create_model(arch: str, **kwargs) -> nn.Module:
 
 
 # Imported for their @register side effect.
-from deepfake.models import attention, cnn, timm_backbone  # noqa: E402, F401
+from deepfake.models import attention, cnn, hfnet, timm_backbone  # noqa: E402, F401

@@ -1,0 +1,114 @@
+"""Run an exported detector with onnxruntime: no torch, nothing hard-coded.
+
+    from deepfake.predictor import Predictor
+    verdict = Predictor("model.onnx").predict("face.jpg")   # Prediction(label='fake', p_fake=0.97, ...)
+
+Every preprocessing value (input size, colour order, scaling, mean/std, labels,
+threshold) comes from the model file's metadata, written by export.py from the
+same :class:`~deepfake.preprocess.Preprocess` that training used. This module imports
+numpy, OpenCV and onnxruntime only, so other apps can embed it without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from deepfake.errors import ModelError, UserError
+from deepfake.preprocess import parse_contract, to_rgb
+
+# The bundled model; DEEPFAKE_MODEL points elsewhere without code changes.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
+
+
+def default_model_path() -> Path:
+    return Path(os.environ.get("DEEPFAKE_MODEL") or DEFAULT_MODEL)
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu can use it, else CPU."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str  # "real" or "fake"
+    p_fake: float  # probability of "fake"
+    confidence: float  # probability of the predicted label
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Predictor:
+    """A loaded model file. Safe to share between threads: onnxruntime sessions are, and nothing else mutates."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        threshold: float | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+    ):
+        self.path = Path(path) if path else default_model_path()
+        if not self.path.is_file():
+            hint = " (the bundled model is missing: pass a model file from export.py)" if path is None else ""
+            raise ModelError(f"model file {self.path}: no such file{hint}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime picks (one per physical core)
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=list(providers or default_providers())
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model file {self.path} cannot be loaded by onnxruntime: {reason}") from exc
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        contract = parse_contract(self.metadata)
+        self.preprocess = contract.preprocess
+        self.labels = contract.labels
+        self.positive_class = contract.positive_class
+        self.negative_class = next(label for label in self.labels if label != self.positive_class)
+        self.input_name, self.output_name = contract.input_name, contract.output_name
+        self.threshold = contract.threshold if threshold is None else float(threshold)
+        if not 0.0 < self.threshold < 1.0:
+            raise UserError(f"threshold={threshold} must be strictly between 0 and 1")
+        self.model_name = self.metadata.get("model_name", self.path.stem)
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.path)!r}, model={self.model_name!r}, threshold={self.threshold})"
+
+    def prepare(self, image) -> np.ndarray:
+        """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S) model input."""
+        return self.preprocess(to_rgb(image))
+
+    def p_fake(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities of the positive class for a prepared batch (N, 3, S, S)."""
+        return self.session.run([self.output_name], {self.input_name: batch})[0].reshape(-1)
+
+    def verdict(self, p: float) -> Prediction:
+        p = float(p)
+        fake = p >= self.threshold
+        return Prediction(self.positive_class if fake else self.negative_class, p, p if fake else 1.0 - p)
+
+    def predict(self, image) -> Prediction:
+        return self.verdict(self.p_fake(self.prepare(image)[None])[0])
+
+    def predict_batch(self, images: Iterable, batch_size: int = 64) -> list[Prediction]:
+        """Predictions in input order. Raises ImageError on the first image that cannot be used."""
+        if batch_size < 1:
+            raise UserError(f"batch_size={batch_size} must be at least 1")
+        prepared = [self.prepare(image) for image in images]
+        out: list[Prediction] = []
+        for start in range(0, len(prepared), batch_size):
+            probs = self.p_fake(np.stack(prepared[start : start + batch_size]))
+            out += [self.verdict(p) for p in probs]
+        return out
