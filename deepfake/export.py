@@ -42,6 +42,7 @@ class Detector:
     net: nn.Module
     preprocess: Preprocess
     name: str
+    config: dict  # the model config it was trained with (configs/model/*.yaml, resolved)
     run_dir: Path | None  # the training run the checkpoint came from, when it can be found
 
     def run_file(self, name: str) -> Path | None:
@@ -74,7 +75,8 @@ def load_checkpoint(path: str | os.PathLike) -> Detector:
     except RuntimeError as exc:
         raise ModelError(f"ckpt={path}: weights do not fit model {model_cfg.get('name')}: {exc}") from exc
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Detector(net.eval(), preprocess, str(model_cfg.get("name", model_cfg.get("arch"))), run_dir)
+    name = str(model_cfg.get("name", model_cfg.get("arch")))
+    return Detector(net.eval(), preprocess, name, model_cfg, run_dir)
 
 
 class WithProbability(nn.Module):
@@ -180,6 +182,7 @@ def export(cfg) -> dict:
         detector.preprocess,
         threshold,
         model_name=detector.name,
+        model_config=detector.config,
         data=train_metrics.get("data", {}),
         test_metrics=test,
         parameters=str(sum(p.numel() for p in detector.net.parameters())),

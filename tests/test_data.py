@@ -131,8 +131,8 @@ def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
     assert torch.equal(plain[0][0], plain[0][0])
     from deepfake.data import build_augment
 
-    assert build_augment({"enabled": False, "hflip": 1.0}) is None
-    augment = build_augment({"enabled": True, "hflip": 1.0})
+    assert build_augment({"enabled": False, "hflip": 1.0}, 32) is None
+    augment = build_augment({"enabled": True, "hflip": 1.0}, 32)
     flipped = ImageDataset(samples, Preprocess(32), augment)
     assert torch.allclose(flipped[0][0], plain[0][0].flip(-1))
     full = build_augment(
@@ -144,9 +144,12 @@ def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
             "contrast": 0.2,
             "jpeg_p": 1.0,
             "blur_p": 1.0,
-        }
+            "crop_scale": [0.5, 0.6],
+        },
+        32,
     )
-    assert ImageDataset(samples, Preprocess(32), full)[0][0].shape == (3, 32, 32)
+    cropped = ImageDataset(samples, Preprocess(32), full)[0][0]
+    assert cropped.shape == (3, 32, 32) and not torch.allclose(cropped, plain[0][0])
 
 
 def test_bad_data_settings_are_named(tmp_path):

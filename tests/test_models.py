@@ -121,3 +121,18 @@ def test_mixed_precision_picks_fp16_on_t4_and_bf16_on_ampere(monkeypatch):
     assert resolve_precision("32-true") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_precision("mixed") == "32-true"
+
+
+def test_hfnet_highpass_adds_the_noise_residual_and_grid_head_keeps_layout():
+    from deepfake.models.hfnet import HighPass
+
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    out = HighPass()(flat)
+    assert out.shape == (1, 6, 8, 8) and torch.equal(out[:, :3], flat)
+    assert out[:, 3:, 1:-1, 1:-1].abs().max() < 1e-6  # a flat image has no residual inside the border
+    grid = create_model("hfnet", image_size=64, stem_stride=2, pool_grid=4).eval()
+    assert grid.head[-1].in_features == 128 * 16 and grid(torch.rand(3, 3, 64, 64)).shape == (3,)
+    with pytest.raises(ModelError, match="pool_grid"):
+        create_model("hfnet", pool_grid=0)
+    with pytest.raises(ModelError, match="too small"):
+        create_model("hfnet", image_size=16, stem_stride=8)

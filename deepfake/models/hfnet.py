@@ -56,11 +56,14 @@ class HFNet(nn.Module):
         depth: int = 2,
         highpass: bool = True,
         dropout: float = 0.2,
+        pool_grid: int = 1,
     ):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths or min(widths) < 1 or depth < 1 or stem_stride < 1:
             raise ModelError("model hfnet needs positive widths, depth and stem_stride")
+        if pool_grid < 1:
+            raise ModelError(f"model.pool_grid={pool_grid} must be at least 1")
         if image_size // stem_stride < 2 ** (len(widths) - 1):
             raise ModelError(
                 f"model hfnet: data.image_size={image_size} is too small for stem_stride={stem_stride} "
@@ -78,7 +81,11 @@ class HFNet(nn.Module):
                 layers += conv_bn(c_in, width)
                 c_in = width
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 1))
+        # pool_grid=1 is global average pooling; g > 1 keeps a coarse g x g layout, for aligned faces
+        # where *where* a colour or texture sits (background, hair, skin) is part of the evidence.
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(pool_grid), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * pool_grid**2, 1)
+        )
 
     def forward(self, x):
         return self.head(self.features(x)).squeeze(1)
@@ -92,5 +99,6 @@ def hfnet(
     depth: int = 2,
     highpass: bool = True,
     dropout: float = 0.2,
+    pool_grid: int = 1,
 ) -> nn.Module:
-    return HFNet(image_size, stem_stride, widths, depth, highpass, dropout)
+    return HFNet(image_size, stem_stride, widths, depth, highpass, dropout, pool_grid)

@@ -1,0 +1,162 @@
+"""Inference speed, side by side in one run: onnxruntime against PyTorch eager.
+
+    python bench/infer_bench.py                      # the bundled model and effb7_att at 128 px
+    python bench/infer_bench.py --model m.onnx --no-effb7
+
+For each model: model-only latency at batch 1 and throughput at batch 64, in
+onnxruntime and in PyTorch eager (the same architecture, rebuilt from the model's
+metadata; speed does not depend on the weights). For the bundled model also the
+end-to-end ``Predictor.predict`` on the bytes of a 256x256 JPEG, decoding included,
+and the GFLOP/s reached at batch 64 against the machine's fp32 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deepfake.export import write_onnx  # noqa: E402
+from deepfake.predictor import DEFAULT_MODEL, Predictor  # noqa: E402
+from deepfake.preprocess import Preprocess, contract_metadata  # noqa: E402
+from deepfake.training import build_network  # noqa: E402
+
+# Targets of issue 3, for this 2-core machine.
+PEAK_GFLOPS = 2 * 2.6 * 64  # cores x GHz x fp32 FLOP/cycle (AVX-512 FMA, two units)
+TARGET_PREDICT_MS = 2.5
+REFERENCE_PREDICT_MS = 47.0
+
+
+def timed(fn, *, min_time: float = 1.0, min_runs: int = 5, warmup: int = 3) -> float:
+    """Median seconds per call over repeated runs lasting at least ``min_time``."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def flops_per_image(net: torch.nn.Module, size: int) -> float:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def measure(name: str, predictor: Predictor, net: torch.nn.Module, min_time: float) -> dict:
+    size = predictor.preprocess.image_size
+    rng = np.random.default_rng(0)
+    x1 = rng.random((1, 3, size, size), dtype=np.float32)
+    x64 = rng.random((64, 3, size, size), dtype=np.float32)
+    t1, t64 = torch.from_numpy(x1), torch.from_numpy(x64)
+    net.eval()
+    with torch.inference_mode():
+        row = {
+            "model": name,
+            "input": size,
+            "ort_b1_ms": 1e3 * timed(lambda: predictor.p_fake(x1), min_time=min_time),
+            "torch_b1_ms": 1e3 * timed(lambda: net(t1), min_time=min_time),
+            "ort_b64_s": timed(lambda: predictor.p_fake(x64), min_time=min_time, min_runs=3, warmup=1),
+            "torch_b64_s": timed(lambda: net(t64), min_time=min_time, min_runs=3, warmup=1),
+        }
+    row["ort_img_s"] = 64 / row["ort_b64_s"]
+    row["torch_img_s"] = 64 / row["torch_b64_s"]
+    row["flops"] = flops_per_image(net, size)
+    row["ort_gflops_b64"] = row["flops"] * 64 / row["ort_b64_s"] / 1e9
+    return row
+
+
+def net_from_metadata(predictor: Predictor) -> torch.nn.Module:
+    config = json.loads(predictor.metadata["model_config"])
+    return build_network(config, predictor.preprocess.image_size)
+
+
+def effb7_att_predictor(workdir: Path, size: int = 128) -> tuple[Predictor, torch.nn.Module]:
+    config = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "model" / "effb7_att.yaml"))
+    net = build_network({**config, "pretrained": False}, size).eval()
+    pre = Preprocess(size, net.mean, net.std)
+    path = workdir / "effb7_att.onnx"
+    write_onnx(net, pre, path, contract_metadata(pre, model_name="effb7_att"), opset=18)
+    return Predictor(path, providers=["CPUExecutionProvider"]), net
+
+
+def jpeg_bytes(size: int = 256) -> bytes:
+    face = ROOT.parent / "shared" / "datasets" / "faces-mini" / "Fake"
+    files = sorted(face.glob("*.jpg"))[:1] if face.is_dir() else []
+    if files:
+        return files[0].read_bytes()
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (0, 0), 3)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX file from export.py")
+    parser.add_argument("--no-effb7", action="store_true", help="skip effb7_att (its export takes a minute)")
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds spent timing each figure")
+    args = parser.parse_args()
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    predictor = Predictor(args.model, providers=["CPUExecutionProvider"])
+    jpeg = jpeg_bytes()
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    predict_ms = 1e3 * timed(lambda: predictor.predict(jpeg), min_time=args.min_time)
+    decode_ms = 1e3 * timed(lambda: predictor.prepare(jpeg), min_time=args.min_time)
+    print(
+        f"\nPredictor.predict(bytes of a {decoded.shape[1]}x{decoded.shape[0]} JPEG, {len(jpeg) / 1e3:.1f} kB), "
+        f"{predictor.model_name}: {predict_ms:.3f} ms per image (decode + preprocess {decode_ms:.3f} ms)"
+        f"  target <= {TARGET_PREDICT_MS} ms: {'met' if predict_ms <= TARGET_PREDICT_MS else 'MISSED'}"
+        f"; reference app {REFERENCE_PREDICT_MS:.0f} ms = {REFERENCE_PREDICT_MS / predict_ms:.0f}x slower"
+    )
+
+    rows = [measure(f"{predictor.model_name} (bundled)", predictor, net_from_metadata(predictor), args.min_time)]
+    if not args.no_effb7:
+        with tempfile.TemporaryDirectory() as tmp:
+            effb7, net = effb7_att_predictor(Path(tmp))
+            rows.append(measure("effb7_att", effb7, net, args.min_time))
+
+    header = (
+        f"\n{'model':<22}{'px':>4}{'MFLOP/img':>11}{'ort b1 ms':>11}{'torch b1 ms':>13}{'b1 ratio':>10}"
+        f"{'ort img/s@64':>14}{'torch img/s@64':>16}{'b64 ratio':>11}{'ort GFLOP/s':>13}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['model']:<22}{r['input']:>4}{r['flops'] / 1e6:>11.1f}{r['ort_b1_ms']:>11.3f}{r['torch_b1_ms']:>13.3f}"
+            f"{r['torch_b1_ms'] / r['ort_b1_ms']:>9.2f}x{r['ort_img_s']:>14.1f}{r['torch_img_s']:>16.1f}"
+            f"{r['ort_img_s'] / r['torch_img_s']:>10.2f}x{r['ort_gflops_b64']:>13.1f}"
+        )
+    default = rows[0]
+    ratio = default["torch_b1_ms"] / default["ort_b1_ms"]
+    share = default["ort_gflops_b64"] / PEAK_GFLOPS
+    print(
+        f"\ntargets ({PEAK_GFLOPS:.0f} GFLOP/s fp32 peak):\n"
+        f"  predict <= {TARGET_PREDICT_MS} ms:            {predict_ms:.3f} ms  "
+        f"{'met' if predict_ms <= TARGET_PREDICT_MS else 'MISSED'}\n"
+        f"  batch-64 >= 50% of peak:        {default['ort_gflops_b64']:.1f} GFLOP/s = {share:.0%}  "
+        f"{'met' if share >= 0.5 else 'MISSED'}\n"
+        f"  onnxruntime >= 2x eager at b1:  {ratio:.2f}x  {'met' if ratio >= 2 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
