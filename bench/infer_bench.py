@@ -97,6 +97,24 @@ def effb7_att_predictor(workdir: Path, size: int = 128) -> tuple[Predictor, torc
     return Predictor(path, providers=["CPUExecutionProvider"]), net
 
 
+def frontier(workdir: Path, config: dict, size: int, min_time: float) -> None:
+    """The same architecture at growing widths: batch-1 latency against batch-64 GFLOP/s."""
+    print(f"\nfrontier: {config.get('name', config['arch'])} at {size} px, widths scaled (random weights)")
+    print(f"{'widths':<18}{'MFLOP/img':>10}{'ort b1 ms':>11}{'ort GFLOP/s@64':>16}{'share of peak':>15}")
+    base = [int(w) for w in config.get("widths", (32, 64, 128))]
+    for scale in (0.5, 1, 2, 3, 4):
+        widths = [max(4, int(w * scale)) for w in base]
+        net = build_network({**config, "widths": widths}, size).eval()
+        pre = Preprocess(size, net.mean, net.std)
+        path = workdir / f"frontier_{scale}.onnx"
+        write_onnx(net, pre, path, contract_metadata(pre), opset=18)
+        row = measure(str(widths), Predictor(path, providers=["CPUExecutionProvider"]), net, min_time)
+        print(
+            f"{str(widths):<18}{row['flops'] / 1e6:>10.1f}{row['ort_b1_ms']:>11.3f}{row['ort_gflops_b64']:>16.1f}"
+            f"{row['ort_gflops_b64'] / PEAK_GFLOPS:>14.0%}"
+        )
+
+
 def jpeg_bytes(size: int = 256) -> bytes:
     face = ROOT.parent / "shared" / "datasets" / "faces-mini" / "Fake"
     files = sorted(face.glob("*.jpg"))[:1] if face.is_dir() else []
@@ -111,6 +129,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX file from export.py")
     parser.add_argument("--no-effb7", action="store_true", help="skip effb7_att (its export takes a minute)")
+    parser.add_argument(
+        "--frontier", action="store_true", help="also time the bundled architecture at other widths (speed vs width)"
+    )
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds spent timing each figure")
     args = parser.parse_args()
 
@@ -133,6 +154,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             effb7, net = effb7_att_predictor(Path(tmp))
             rows.append(measure("effb7_att", effb7, net, args.min_time))
+
+    if args.frontier and "widths" not in json.loads(predictor.metadata["model_config"]):
+        print("\nfrontier: skipped, the model's architecture has no widths option")
+    elif args.frontier:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = json.loads(predictor.metadata["model_config"])
+            frontier(Path(tmp), config, predictor.preprocess.image_size, args.min_time)
 
     header = (
         f"\n{'model':<22}{'px':>4}{'MFLOP/img':>11}{'ort b1 ms':>11}{'torch b1 ms':>13}{'b1 ratio':>10}"

@@ -50,9 +50,26 @@ class Detector:
         return path if path and path.is_file() else None
 
 
-def load_checkpoint(path: str | os.PathLike) -> Detector:
-    """Rebuild the network of a Lightning checkpoint written by train.py, in eval mode on CPU."""
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file as given, or for a run directory its best checkpoint (from metrics.json), else last.ckpt."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    metrics = path / "metrics.json"
+    best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
+    if best and Path(best).is_file():
+        return Path(best)
+    if (path / "checkpoints" / "last.ckpt").is_file():
+        return path / "checkpoints" / "last.ckpt"
+    raise ModelError(f"ckpt={path} is a directory without metrics.json's best checkpoint or checkpoints/last.ckpt")
+
+
+def load_checkpoint(path: str | os.PathLike) -> Detector:
+    """Rebuild the network of a Lightning checkpoint written by train.py, in eval mode on CPU.
+
+    ``path`` may also be a run directory: its best checkpoint is used.
+    """
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise ModelError(f"ckpt={path}: no such checkpoint file")
     try:

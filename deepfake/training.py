@@ -30,7 +30,7 @@ from deepfake.preprocess import Preprocess
 log = logging.getLogger(__name__)
 
 # Keys of the model config that configure optimisation, not the architecture.
-OPTIM_KEYS = ("name", "lr", "weight_decay", "lr_patience", "lr_factor")
+OPTIM_KEYS = ("name", "lr", "weight_decay", "lr_patience", "lr_factor", "mixup")
 
 
 def metric_collection(prefix: str) -> torchmetrics.MetricCollection:
@@ -93,7 +93,25 @@ class LitDetector(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
+        alpha = float(self.hparams.model.get("mixup", 0.0))
+        if alpha > 0 and batch is not None:
+            return self._mixup_step(batch, alpha)
         return self._step(batch, "train")
+
+    def _mixup_step(self, batch, alpha: float):
+        """Mixup: train on blends of two images with the same blend of their labels, a regulariser
+        for small datasets. Training metrics count the label that dominates each blend."""
+        x, y = batch
+        lam = torch.distributions.Beta(alpha, alpha).sample().item()
+        perm = torch.randperm(len(y), device=x.device)
+        mixed_y = lam * y + (1 - lam) * y[perm]
+        logits = self(lam * x + (1 - lam) * x[perm])
+        loss = self.loss(logits, mixed_y)
+        metrics = self.metrics["train_metrics"]
+        metrics.update(torch.sigmoid(logits.detach()), (mixed_y > 0.5).int())
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

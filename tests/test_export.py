@@ -1,6 +1,7 @@
 """Export to ONNX and predict with onnxruntime: contract in the file, parity with training, label and colour order."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -144,3 +145,14 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
     torch.save({"payload": RedMeansFake()}, pickled)  # loading it would need code: refused
     with pytest.raises(ModelError, match="weights_only"):
         load_checkpoint(pickled)
+
+
+def test_a_run_directory_exports_its_best_checkpoint(trained_run, tmp_path):
+    from deepfake.export import resolve_checkpoint
+
+    run, _ = trained_run
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    assert resolve_checkpoint(run) == Path(best) and Path(best).name != "last.ckpt"
+    assert resolve_checkpoint(run / "checkpoints" / "last.ckpt").name == "last.ckpt"
+    with pytest.raises(ModelError, match="directory without"):
+        resolve_checkpoint(tmp_path)

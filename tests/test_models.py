@@ -132,6 +132,8 @@ def test_hfnet_highpass_adds_the_noise_residual_and_grid_head_keeps_layout():
     assert out[:, 3:, 1:-1, 1:-1].abs().max() < 1e-6  # a flat image has no residual inside the border
     grid = create_model("hfnet", image_size=64, stem_stride=2, pool_grid=4).eval()
     assert grid.head[-1].in_features == 128 * 16 and grid(torch.rand(3, 3, 64, 64)).shape == (3,)
+    both = create_model("hfnet", image_size=64, stem_stride=2, global_max=True).eval()
+    assert both.head[-1].in_features == 128 * 2 and both(torch.rand(3, 3, 64, 64)).shape == (3,)
     with pytest.raises(ModelError, match="pool_grid"):
         create_model("hfnet", pool_grid=0)
     with pytest.raises(ModelError, match="too small"):

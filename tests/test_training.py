@@ -125,3 +125,24 @@ def test_cli_reports_bad_input_without_traceback(override, message, folder_datas
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_mixup_blends_images_and_labels_alike(monkeypatch):
+    module = LitDetector(model={"name": "hfnet", "arch": "hfnet", "widths": [4], "mixup": 0.4}, image_size=16)
+    seen = {}
+
+    class Record(nn.Module):
+        def forward(self, logits, target):
+            seen["target"] = target
+            return logits.mean()
+
+    module.loss = Record()
+    module.log = module.log_dict = lambda *a, **k: None
+    monkeypatch.setattr(torch.distributions.Beta, "sample", lambda self: torch.tensor(0.25))
+    monkeypatch.setattr(torch, "randperm", lambda n, device=None: torch.arange(n - 1, -1, -1))
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0.0, 0.0, 1.0, 1.0])
+    seen_inputs = []
+    module.net.register_forward_pre_hook(lambda mod, args: seen_inputs.append(args[0]))
+    module.training_step((x, y), 0)
+    assert torch.allclose(seen["target"], torch.tensor([0.75, 0.75, 0.25, 0.25]))
+    assert torch.allclose(seen_inputs[0], 0.25 * x + 0.75 * x.flip(0))

@@ -57,6 +57,7 @@ class HFNet(nn.Module):
         highpass: bool = True,
         dropout: float = 0.2,
         pool_grid: int = 1,
+        global_max: bool = False,
     ):
         super().__init__()
         widths = tuple(int(w) for w in widths)
@@ -83,12 +84,19 @@ class HFNet(nn.Module):
         self.features = nn.Sequential(*layers)
         # pool_grid=1 is global average pooling; g > 1 keeps a coarse g x g layout, for aligned faces
         # where *where* a colour or texture sits (background, hair, skin) is part of the evidence.
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(pool_grid), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * pool_grid**2, 1)
-        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_grid), nn.Flatten())
+        # global_max adds the strongest response anywhere: one local artefact (a GAN "droplet")
+        # would be averaged away by the mean alone.
+        self.max_pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()) if global_max else None
+        width = c_in * pool_grid**2 + (c_in if global_max else 0)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, 1))
 
     def forward(self, x):
-        return self.head(self.features(x)).squeeze(1)
+        features = self.features(x)
+        pooled = self.pool(features)
+        if self.max_pool is not None:
+            pooled = torch.cat([pooled, self.max_pool(features)], dim=1)
+        return self.head(pooled).squeeze(1)
 
 
 @register("hfnet")
@@ -100,5 +108,6 @@ def hfnet(
     highpass: bool = True,
     dropout: float = 0.2,
     pool_grid: int = 1,
+    global_max: bool = False,
 ) -> nn.Module:
-    return HFNet(image_size, stem_stride, widths, depth, highpass, dropout, pool_grid)
+    return HFNet(image_size, stem_stride, widths, depth, highpass, dropout, pool_grid, global_max)
