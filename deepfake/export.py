@@ -253,7 +253,7 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
             if name == "fp16":
                 write_fp16(out, tmp)
             else:
-                write_int8(out, tmp, inputs[:: max(1, len(inputs) // 64)][:64])
+                write_int8(out, tmp, calibration_inputs(detector, paths))
             scores = binary_scores(
                 onnx_p_fake(Predictor(tmp, providers=["CPUExecutionProvider"]), inputs), labels, threshold
             )
@@ -265,6 +265,15 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
             f"(drop {drop['auroc_drop']:+.4f})  {report[name]['size_mb']:.2f} MB -> {target}"
         )
     return report
+
+
+def calibration_inputs(detector: Detector, eval_paths: list[str], n: int = 64) -> np.ndarray:
+    """int8 calibration images: from the run's training split when known, so the drop is measured on unseen images."""
+    paths = eval_paths
+    if split := detector.run_file("split.csv"):
+        paths = [s.path for s in find_samples(split)[0] if s.split == "train"] or eval_paths
+    chosen = paths[:: max(1, len(paths) // n)][:n]
+    return np.stack([detector.preprocess(read_image(p)) for p in chosen]).astype(np.float32)
 
 
 def write_fp16(src: Path, dst: Path) -> None:
