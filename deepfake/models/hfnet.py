@@ -43,6 +43,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.
     ]
 
 
+@register("hfnet")  # the class is its own factory: its __init__ lists the config options
 class HFNet(nn.Module):
     """Patch-embedding stem, conv-BN-ReLU stages with max-pooling between them, GAP, dropout, logit."""
 
@@ -97,17 +98,3 @@ class HFNet(nn.Module):
         if self.max_pool is not None:
             pooled = torch.cat([pooled, self.max_pool(features)], dim=1)
         return self.head(pooled).squeeze(1)
-
-
-@register("hfnet")
-def hfnet(
-    image_size: int = 256,
-    stem_stride: int = 4,
-    widths: tuple[int, ...] = (32, 64, 128),
-    depth: int = 2,
-    highpass: bool = True,
-    dropout: float = 0.2,
-    pool_grid: int = 1,
-    global_max: bool = False,
-) -> nn.Module:
-    return HFNet(image_size, stem_stride, widths, depth, highpass, dropout, pool_grid, global_max)
