@@ -30,8 +30,6 @@ from deepfake.predictor import Predictor
 from deepfake.preprocess import INPUT_NAME, LOGIT_NAME, OUTPUT_NAME, Preprocess, contract_metadata, read_image
 from deepfake.training import build_network
 
-log = logging.getLogger(__name__)
-
 MIN_OPSET = 17
 
 
@@ -41,9 +39,12 @@ class Detector:
 
     net: nn.Module
     preprocess: Preprocess
-    name: str
     config: dict  # the model config it was trained with (configs/model/*.yaml, resolved)
     run_dir: Path | None  # the training run the checkpoint came from, when it can be found
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", self.config.get("arch")))
 
     def run_file(self, name: str) -> Path | None:
         path = self.run_dir / name if self.run_dir else None
@@ -92,8 +93,7 @@ def load_checkpoint(path: str | os.PathLike) -> Detector:
     except RuntimeError as exc:
         raise ModelError(f"ckpt={path}: weights do not fit model {model_cfg.get('name')}: {exc}") from exc
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    name = str(model_cfg.get("name", model_cfg.get("arch")))
-    return Detector(net.eval(), preprocess, name, model_cfg, run_dir)
+    return Detector(net.eval(), preprocess, model_cfg, run_dir)
 
 
 class WithProbability(nn.Module):
@@ -150,10 +150,6 @@ def torch_p_fake(net: nn.Module, batch: np.ndarray, batch_size: int = 64) -> np.
             torch.sigmoid(net(torch.from_numpy(batch[i : i + batch_size]))) for i in range(0, len(batch), batch_size)
         ]
     return torch.cat(chunks).numpy()
-
-
-def onnx_p_fake(predictor: Predictor, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate([predictor.p_fake(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
 
 
 def eval_samples(cfg, detector: Detector) -> tuple[list[str], np.ndarray, str]:
@@ -217,7 +213,7 @@ def export(cfg) -> dict:
         tmp = Path(tmpdir) / out.name
         write_onnx(detector.net, detector.preprocess, tmp, metadata, int(cfg.opset))
         predictor = Predictor(tmp, providers=["CPUExecutionProvider"])
-        delta = float(np.abs(onnx_p_fake(predictor, batch) - reference).max())
+        delta = float(np.abs(predictor.p_fake(batch) - reference).max())
         print(
             f"parity: max |delta p_fake| = {delta:.2e} over {len(parity_images)} real and "
             f"{len(batch) - len(parity_images)} random inputs (tolerance {tolerance:.0e})"
@@ -242,7 +238,7 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
             "(the run's split.csv was not found next to the checkpoint)"
         )
     inputs = np.stack([detector.preprocess(read_image(p)) for p in paths]).astype(np.float32)
-    base = binary_scores(onnx_p_fake(Predictor(out, providers=["CPUExecutionProvider"]), inputs), labels, threshold)
+    base = binary_scores(Predictor(out, providers=["CPUExecutionProvider"]).p_fake(inputs), labels, threshold)
     print(f"evaluation set: {eval_name}, {len(paths)} images ({int(labels.sum())} fake)")
     print(f"  fp32  acc {base['acc']:.4f}  auroc {base['auroc']:.4f}  {out.stat().st_size / 1e6:.2f} MB")
     report = {"eval_data": eval_name, "eval_images": len(paths), "fp32": base}
@@ -254,9 +250,7 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
                 write_fp16(out, tmp)
             else:
                 write_int8(out, tmp, calibration_inputs(detector, paths))
-            scores = binary_scores(
-                onnx_p_fake(Predictor(tmp, providers=["CPUExecutionProvider"]), inputs), labels, threshold
-            )
+            scores = binary_scores(Predictor(tmp, providers=["CPUExecutionProvider"]).p_fake(inputs), labels, threshold)
             _replace(tmp, target)
         drop = {f"{k}_drop": base[k] - scores[k] for k in base}
         report[name] = {**scores, **drop, "out": str(target), "size_mb": target.stat().st_size / 1e6}

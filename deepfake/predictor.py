@@ -90,9 +90,14 @@ class Predictor:
         """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S) model input."""
         return self.preprocess(to_rgb(image))
 
-    def p_fake(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities of the positive class for a prepared batch (N, 3, S, S)."""
-        return self.session.run([self.output_name], {self.input_name: batch})[0].reshape(-1)
+    def p_fake(self, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities of the positive class for prepared inputs (N, 3, S, S), run ``batch_size`` at a time."""
+        run = [self.output_name]
+        chunks = [
+            self.session.run(run, {self.input_name: batch[i : i + batch_size]})[0]
+            for i in range(0, len(batch), batch_size)
+        ]
+        return np.concatenate(chunks).reshape(-1)
 
     def verdict(self, p: float) -> Prediction:
         p = float(p)
