@@ -10,6 +10,7 @@ and int8 variants report their accuracy and AUROC drop on an evaluation set.
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from torch import nn
 from deepfake import __version__
 from deepfake.data import find_samples
 from deepfake.errors import ConfigError, ModelError
-from deepfake.predictor import Predictor
+from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
 from deepfake.preprocess import INPUT_NAME, LOGIT_NAME, OUTPUT_NAME, Preprocess, contract_metadata, read_image
 from deepfake.training import build_network
 
@@ -96,14 +97,23 @@ def load_checkpoint(path: str | os.PathLike) -> Detector:
     return Detector(net.eval(), preprocess, model_cfg, run_dir)
 
 
+def returns_attention(net: nn.Module) -> bool:
+    """Whether the network can return its attention mask: ``forward(x, return_mask=True)`` (models/attention.py)."""
+    return "return_mask" in inspect.signature(net.forward).parameters
+
+
 class WithProbability(nn.Module):
-    """Adds p_fake = sigmoid(logit) to the graph, so apps need no post-processing."""
+    """Adds p_fake = sigmoid(logit) to the graph, so apps need no post-processing; and the attention mask, if any."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.attention = returns_attention(net)
 
     def forward(self, image):
+        if self.attention:
+            logit, mask = self.net(image, return_mask=True)
+            return torch.sigmoid(logit), logit, mask
         logit = self.net(image)
         return torch.sigmoid(logit), logit
 
@@ -116,12 +126,23 @@ def write_onnx(net: nn.Module, preprocess: Preprocess, out: Path, metadata: dict
         logging.getLogger(name).setLevel(logging.WARNING)
     size = preprocess.image_size
     example = torch.rand(2, 3, size, size)
+    wrapped = WithProbability(net).eval()
+    outputs = [OUTPUT_NAME, LOGIT_NAME]
+    if wrapped.attention:
+        # A third output, so explanations of an ONNX-only model can show where the head looked.
+        outputs.append(ATTENTION_NAME)
+        metadata = {
+            **metadata,
+            ATTENTION_KEY: ATTENTION_NAME,
+            "output": metadata.get("output", "")
+            + f"; {ATTENTION_NAME}: the attention mask in [0, 1], shape (batch, 1, h, w) at feature resolution",
+        }
     with torch.no_grad():
         program = torch.onnx.export(
-            WithProbability(net).eval(),
+            wrapped,
             (example,),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME, LOGIT_NAME],
+            output_names=outputs,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
             opset_version=opset,
             dynamo=True,

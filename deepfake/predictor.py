@@ -22,6 +22,9 @@ import onnxruntime as ort
 from deepfake.errors import ModelError, UserError
 from deepfake.preprocess import parse_contract, to_rgb
 
+# Attention-head models carry their spatial mask as this extra output; metadata key ATTENTION_KEY names it.
+ATTENTION_NAME, ATTENTION_KEY = "attention", "attention_output"
+
 # The bundled model; DEEPFAKE_MODEL points elsewhere without code changes.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
 
@@ -82,6 +85,12 @@ class Predictor:
         if not 0.0 < self.threshold < 1.0:
             raise UserError(f"threshold={threshold} must be strictly between 0 and 1")
         self.model_name = self.metadata.get("model_name", self.path.stem)
+        self.attention_name = self.metadata.get(ATTENTION_KEY) or None
+        if self.attention_name and self.attention_name not in {o.name for o in self.session.get_outputs()}:
+            raise ModelError(
+                f"model file {self.path}: its metadata names an attention output {self.attention_name!r} "
+                "that the graph lacks; re-export it with export.py"
+            )
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.path)!r}, model={self.model_name!r}, threshold={self.threshold})"
@@ -90,14 +99,28 @@ class Predictor:
         """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S) model input."""
         return self.preprocess(to_rgb(image))
 
-    def p_fake(self, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Probabilities of the positive class for prepared inputs (N, 3, S, S), run ``batch_size`` at a time."""
-        run = [self.output_name]
+    def _run(self, outputs: list[str], batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
         chunks = [
-            self.session.run(run, {self.input_name: batch[i : i + batch_size]})[0]
+            self.session.run(outputs, {self.input_name: batch[i : i + batch_size]})
             for i in range(0, len(batch), batch_size)
         ]
-        return np.concatenate(chunks).reshape(-1)
+        return [np.concatenate([chunk[k] for chunk in chunks]) for k in range(len(outputs))]
+
+    def p_fake(self, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities of the positive class for prepared inputs (N, 3, S, S), run ``batch_size`` at a time."""
+        return self._run([self.output_name], batch, batch_size)[0].reshape(-1)
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether the file has an attention-head model's mask as an output (export.py adds it)."""
+        return self.attention_name is not None
+
+    def p_fake_with_attention(self, batch: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """p_fake (N,) and the attention masks (N, h, w) in [0, 1] at feature resolution, in one run."""
+        if not self.has_attention:
+            raise UserError(f"model {self.model_name} ({self.path.name}) has no attention output")
+        p, mask = self._run([self.output_name, self.attention_name], batch, batch_size)
+        return p.reshape(-1), mask.reshape(len(batch), *mask.shape[-2:])
 
     def verdict(self, p: float) -> Prediction:
         p = float(p)
