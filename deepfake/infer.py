@@ -1,7 +1,8 @@
 """The infer.py command line: verdicts for image files and folders with an exported model.
 
-Torch-free like the predictor it drives. Bad files are reported one line each on
-stderr and do not stop the others; the exit code is 1 when any file failed.
+Torch-free like the predictor it drives (``--explain`` imports torch and Captum when it runs).
+Bad files are reported one line each on stderr and do not stop the others; the exit code is 1
+when any file failed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepfake.errors import UserError
-from deepfake.predictor import Predictor, default_model_path
-from deepfake.preprocess import IMAGE_SUFFIXES, read_image
+from deepfake.explain import METHODS, ONNX_METHODS
+from deepfake.predictor import Prediction, Predictor, default_model_path
+from deepfake.preprocess import IMAGE_SUFFIXES, LABELS, POSITIVE_CLASS, read_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=(
             "Output: one line per image, 'file<TAB>label<TAB>p_fake', where p_fake is the probability "
             "that the image is fake and label is 'fake' when p_fake >= threshold. Folders are searched "
-            f"recursively for {', '.join(sorted(IMAGE_SUFFIXES))} files. Exit code 1 when any file failed."
+            f"recursively for {', '.join(sorted(IMAGE_SUFFIXES))} files. Exit code 1 when any file failed. "
+            "--explain also writes <stem>.<method>.png into --out: the image with a heatmap of where the model "
+            "found its evidence of 'fake' (red: most). Examples: infer.py --explain occlusion --out heat/ img.jpg; "
+            "infer.py --explain gradcam --ckpt runs/hfnet/<run> --out heat/ img.jpg"
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders")
@@ -40,11 +45,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threshold", type=float, default=None, help="decision threshold on p_fake (default: the one in the model)"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per onnxruntime call (default: 32)")
+    parser.add_argument(
+        "--explain",
+        choices=METHODS,
+        default=None,
+        help="also write a heatmap per image: occlusion (any model), attention (attention-head models), "
+        "gradcam or ig (need --ckpt)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="folder for the --explain PNGs (created if missing)"
+    )
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="explain a training checkpoint (.ckpt, or a run directory: its best checkpoint) instead of an ONNX "
+        "file; required by gradcam and ig, which follow gradients. Read with weights_only=True",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size} must be at least 1")
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         parser.error(f"--threshold {args.threshold} must be strictly between 0 and 1")
+    if args.explain and args.out is None:
+        parser.error(f"--explain {args.explain} needs --out DIR, the folder for its PNGs")
+    if not args.explain and (args.out is not None or args.ckpt is not None):
+        parser.error(f"{'--out' if args.out is not None else '--ckpt'} is only used with --explain")
+    if args.ckpt is not None and args.onnx is not None:
+        parser.error("give --onnx or --ckpt, not both: --explain runs on one model")
+    if args.explain and args.explain not in ONNX_METHODS and args.ckpt is None:
+        parser.error(
+            f"--explain {args.explain} needs --ckpt PATH (a .ckpt or run directory): it follows gradients, "
+            f"which an ONNX file does not have; with --onnx use {' or '.join(ONNX_METHODS)}"
+        )
     return args
 
 
@@ -73,6 +107,8 @@ def report_error(file: str, message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.explain:
+        return run_explain(args)
     predictor = Predictor(args.onnx, threshold=args.threshold)
     failed = 0
     pending: list[tuple[str, object]] = []
@@ -102,6 +138,69 @@ def run(args: argparse.Namespace) -> int:
     if pending:
         flush()
     return 1 if failed else 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Verdict lines as without --explain, one image at a time, and a heatmap PNG per image in args.out."""
+    from deepfake import explain
+
+    method = args.explain
+    if args.ckpt is not None:
+        from deepfake.export import load_checkpoint
+
+        detector = load_checkpoint(args.ckpt)
+        threshold = 0.5 if args.threshold is None else args.threshold  # export.py's default; checkpoints carry none
+        negative = next(label for label in LABELS if label != POSITIVE_CLASS)
+
+        def explain_one(image):
+            return explain.explain_checkpoint(detector, image, method)
+
+        def verdict(p: float) -> Prediction:
+            fake = p >= threshold
+            return Prediction(POSITIVE_CLASS if fake else negative, p, p if fake else 1.0 - p)
+    else:
+        predictor = Predictor(args.onnx, threshold=args.threshold)
+        explain.check_onnx_method(predictor, method)  # before any file: an unusable method is one error, exit 2
+        verdict = predictor.verdict
+
+        def explain_one(image):
+            return explain.explain_onnx(predictor, image, method)
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot create the folder: {exc.strerror or exc}") from exc
+    failed, used = 0, set()
+    for file, problem in expand(args.inputs):
+        if problem is None:
+            try:
+                explanation = explain_one(read_image(file))
+            except UserError as exc:
+                problem = str(exc)
+        if problem is not None:
+            failed += 1
+            report_error(file, problem)
+            continue
+        target = unique_path(args.out, Path(file).stem, method, used)
+        target.write_bytes(explanation.png())
+        pred = verdict(explanation.p_fake)
+        if args.json:
+            print(json.dumps({"file": file, **pred.to_dict(), "explanation": str(target)}))
+        else:
+            print(f"{file}\t{pred.label}\t{pred.p_fake:.4f}")
+        sys.stdout.flush()
+    print(f"{len(used)} {method} heatmap(s) in {args.out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def unique_path(folder: Path, stem: str, method: str, used: set[str]) -> Path:
+    """<stem>.<method>.png, or <stem>-2.<method>.png, ... when an earlier input of this run had the same stem."""
+    name, n = f"{stem}.{method}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.{method}.png"
+    used.add(name)
+    return folder / name
 
 
 def main(argv: list[str] | None = None) -> int:
