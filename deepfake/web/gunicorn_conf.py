@@ -1,0 +1,35 @@
+"""gunicorn settings for ``make serve``: ``gunicorn -c python:deepfake.web.gunicorn_conf``.
+
+HOST, PORT, WORKERS and THREADS come from the environment (the Makefile passes them). Tuned for
+small CPU machines: each worker is a process with its own model and onnxruntime runs one thread
+per worker, so workers x 1 threads of inference share the cores instead of each worker starting
+one inference thread per core and fighting the others for them. gthread workers keep connections
+alive and overlap request parsing in a few threads with inference, which releases the GIL.
+"""
+
+import os
+
+wsgi_app = "deepfake.web.wsgi:app"
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"]
+workers = int(os.environ.get("WORKERS", "2"))
+threads = int(os.environ.get("THREADS", "4"))
+worker_class = "gthread"
+keepalive = 5
+# An occlusion heatmap with a large model can take seconds; a request stuck longer than this restarts the worker.
+timeout = 60
+graceful_timeout = 10
+# Heartbeat files on a RAM disk, where there is one: a slow disk must not get workers killed as unresponsive.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# The app logs one line per request itself (with its request id), so gunicorn's access log stays off.
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+os.environ.setdefault("DEEPFAKE_ORT_THREADS", "1")
+
+
+def post_fork(server, worker):
+    # OpenCV's own thread pool would add threads x workers more contenders for the same cores on every resize.
+    import cv2
+
+    cv2.setNumThreads(1)
