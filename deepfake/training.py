@@ -2,7 +2,7 @@
 
 A run directory receives ``split.csv``, ``config.yaml`` (resolved), ``checkpoints/``
 (best by val AUROC, ``last.ckpt``, and ``on_exception.ckpt`` after a crash),
-the logger's ``metrics.csv`` and, after testing, ``metrics.json``.
+the logger's ``metrics.csv``, ``curves.png`` after fitting and, after testing, ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ def build_network(model_cfg: dict, image_size: int) -> nn.Module:
     arch_cfg = {k: v for k, v in model_cfg.items() if k not in OPTIM_KEYS}
     arch = arch_cfg.pop("arch", None)
     params = inspect.signature(get_factory(arch)).parameters
+    if arch_cfg.get("pretrained") is False and "pretrained" not in params:
+        # True of any model trained from scratch, so one sweep over several models can say it once:
+        # python train.py -m model=cnn,mobilenetv2 ++model.pretrained=false
+        del arch_cfg["pretrained"]
     unknown = sorted(set(arch_cfg) - set(params))
     if unknown:
         raise ConfigError(
@@ -157,6 +161,16 @@ def _instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
 
 
+def write_curves(run_dir: Path) -> None:
+    """curves.png from the run's metrics.csv; a picture that cannot be drawn never fails the run."""
+    from deepfake.curves import plot_curves
+
+    try:
+        plot_curves(run_dir)
+    except Exception as exc:
+        log.warning("could not draw %s: %s", run_dir / "curves.png", exc)
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run's files. Returns the test metrics."""
     run_dir = Path(cfg.run_dir)
@@ -195,6 +209,8 @@ def train(cfg: DictConfig) -> dict:
         # the run directory when ckpt_path is unset, and warns when there is none: a fresh run.
         warnings.filterwarnings("ignore", message=r".*ckpt_path=(None|\"last\")\)? (was called|is set)")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if trainer.is_global_zero:
+        write_curves(run_dir)
     if trainer.interrupted:
         log.warning("training interrupted; resume with ckpt_path=%s", run_dir / "checkpoints" / "last.ckpt")
         return {}
