@@ -1,0 +1,466 @@
+"""Evaluate a detector on a labelled dataset: metrics, ROC curve, confusion matrix, robustness.
+
+    python evaluate.py --model models/default.onnx --data ../shared/datasets/faces-mini --split test --out eval/
+
+Every image is scored through the one contract, :class:`deepfake.predictor.Predictor`. An ONNX
+file is used as it is; a checkpoint or run directory is first exported to a temporary ONNX file
+with :func:`deepfake.export.export` (which checks it against PyTorch), so a checkpoint and its
+export give the same numbers, and any exported model can be tested on any dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepfake.data import SPLITS, Sample, find_samples
+from deepfake.errors import DataError, ImageError, ModelError, UserError
+from deepfake.predictor import Predictor, default_model_path
+from deepfake.preprocess import LABELS, read_image
+
+# An image perturbation: uint8 RGB (H, W, 3) and a generator seeded per image -> uint8 RGB.
+Perturbation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+SHOW_SKIPPED = 5
+
+
+# ---------------------------------------------------------------------------
+# The model: an ONNX file, or a checkpoint exported to one
+
+
+def export_checkpoint(ckpt: str | Path, out: Path, threshold: float = 0.5) -> Path:
+    """Export a checkpoint or run directory to ``out`` with export.py's code and defaults (parity-checked)."""
+    from omegaconf import OmegaConf
+
+    from deepfake.export import export
+
+    cfg = OmegaConf.create(
+        {
+            "ckpt": str(ckpt),
+            "out": str(out),
+            "opset": 18,
+            "threshold": threshold,
+            "tolerance": 1e-4,
+            "fp16": False,
+            "int8": False,
+            "eval_data": None,
+            "eval_split": None,
+            "max_eval_images": 2000,
+        }
+    )
+    # export() narrates on stdout; keep stdout for this command's own results.
+    with contextlib.redirect_stdout(sys.stderr):
+        export(cfg)
+    return out
+
+
+def open_model(path: str | Path | None, workdir: Path, threshold: float | None = None) -> Predictor:
+    """A Predictor for an ONNX file, or for a ``.ckpt`` / run directory exported into ``workdir``."""
+    path = Path(path) if path else default_model_path()
+    if not path.exists():
+        raise ModelError(f"--model {path}: no such file or directory")
+    if path.is_dir() or path.suffix == ".ckpt":
+        onnx_path = export_checkpoint(path, workdir / "model.onnx")
+        return Predictor(onnx_path, threshold=threshold)
+    return Predictor(path, threshold=threshold)
+
+
+# ---------------------------------------------------------------------------
+# Data and scoring
+
+
+def select_samples(root: str | Path, split: str | None = None, seed: int = 42) -> tuple[list[Sample], str]:
+    """Every labelled image of any layout data.py reads; ``split`` keeps one split (for a plain
+    Real/Fake folder: the seeded 80/10/10 split that training made with the same seed)."""
+    if not Path(root).expanduser().exists():
+        raise DataError(f"--data {root}: no such file or directory")
+    samples, layout = find_samples(root, seed=seed)
+    if split:
+        samples = [s for s in samples if s.split == split]
+    if not samples:
+        raise DataError(f"--data {root}: no images" + (f" in the {split} split" if split else ""))
+    return samples, layout
+
+
+@dataclass
+class Scores:
+    """p_fake of every usable image under each condition ("clean" and any perturbations)."""
+
+    paths: list[str]
+    labels: np.ndarray
+    p_fake: dict[str, np.ndarray]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def score(
+    predictor: Predictor,
+    samples: Sequence[Sample],
+    perturbations: dict[str, Perturbation] | None = None,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Scores:
+    """Decode each image once and score it clean and under every perturbation.
+
+    Images that fail to decode are skipped and listed in ``Scores.skipped``. A perturbation
+    acts on the decoded full-size RGB image, before the model's own resize and normalisation;
+    its generator is seeded from the image's index, so results do not depend on batching.
+    """
+    from tqdm.auto import tqdm
+
+    conditions: dict[str, Perturbation | None] = {"clean": None, **(perturbations or {})}
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in conditions}
+    kept: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        for name, perturb in conditions.items():
+            inputs = [
+                predictor.preprocess(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
+                for index, rgb in pending
+            ]
+            chunks[name].append(predictor.p_fake(np.stack(inputs), batch_size))
+        pending.clear()
+
+    bar = tqdm(samples, desc="Scoring", unit="img", disable=not progress or None, leave=False, file=sys.stderr)
+    for index, sample in enumerate(bar):
+        try:
+            rgb = read_image(sample.path)
+        except ImageError as exc:
+            skipped.append((sample.path, str(exc)))
+            continue
+        kept.append(sample)
+        pending.append((index, rgb))
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    if not kept:
+        raise DataError(f"none of the {len(samples)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})")
+    p_fake = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    return Scores([s.path for s in kept], np.array([s.label for s in kept], np.int64), p_fake, skipped)
+
+
+# ---------------------------------------------------------------------------
+# Metrics
+
+
+def equal_error_rate(p_fake, labels) -> tuple[float, float]:
+    """(EER, threshold): where the false positive rate (reals called fake) equals the false negative
+    rate (fakes passed as real), linearly interpolated between the two ROC points around the
+    crossing; the threshold is that of the nearer point."""
+    import torch
+    from torchmetrics.functional.classification import binary_roc
+
+    fpr, tpr, thresholds = binary_roc(torch.as_tensor(p_fake), torch.as_tensor(labels))
+    fpr, fnr, thresholds = fpr.double().numpy(), 1.0 - tpr.double().numpy(), thresholds.double().numpy()
+    diff = fnr - fpr  # 1 at the strictest threshold, -1 at the loosest, never increasing in between
+    i = int(np.argmax(diff <= 0))
+    if i == 0 or diff[i] == 0:
+        return float(fpr[i]), float(thresholds[i])
+    t = diff[i - 1] / (diff[i - 1] - diff[i])
+    eer = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
+    return float(eer), float(thresholds[i] if t >= 0.5 else thresholds[i - 1])
+
+
+def binary_metrics(p_fake, labels, threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1 (fake = positive, at ``threshold``), ROC AUC, average precision,
+    EER, the confusion matrix and a per-class report. Ranking metrics are None when one class is absent."""
+    import torch
+    from torchmetrics.functional import classification as C
+
+    p = torch.as_tensor(np.asarray(p_fake, np.float32))
+    y = torch.as_tensor(np.asarray(labels, np.int64))
+    both = bool((y == 0).any() and (y == 1).any())
+    metrics = {
+        "threshold": float(threshold),
+        "n_images": len(y),
+        "n_real": int((y == 0).sum()),
+        "n_fake": int((y == 1).sum()),
+        "accuracy": float(C.binary_accuracy(p, y, threshold)),
+        "precision": float(C.binary_precision(p, y, threshold)),
+        "recall": float(C.binary_recall(p, y, threshold)),
+        "f1": float(C.binary_f1_score(p, y, threshold)),
+        "roc_auc": float(C.binary_auroc(p, y)) if both else None,
+        "average_precision": float(C.binary_average_precision(p, y)) if both else None,
+        "eer": None,
+        "eer_threshold": None,
+    }
+    if both:
+        metrics["eer"], metrics["eer_threshold"] = equal_error_rate(p, y)
+    matrix = C.binary_confusion_matrix(p, y, threshold).tolist()
+    metrics["confusion_matrix"] = {"labels": list(LABELS), "rows": "true", "columns": "predicted", "matrix": matrix}
+    metrics["classification_report"] = classification_report((p >= threshold).long(), y)
+    return metrics
+
+
+def classification_report(predicted, labels) -> dict:
+    """Precision, recall, F1 and support per class (real, fake), their macro and support-weighted averages."""
+    from torchmetrics.functional import classification as C
+
+    per_class = {
+        name: fn(predicted, labels, num_classes=2, average=None).tolist()
+        for name, fn in (
+            ("precision", C.multiclass_precision),
+            ("recall", C.multiclass_recall),
+            ("f1", C.multiclass_f1_score),
+        )
+    }
+    support = [int((labels == k).sum()) for k in range(2)]
+    report = {
+        label: {**{m: float(v[k]) for m, v in per_class.items()}, "support": support[k]}
+        for k, label in enumerate(LABELS)
+    }
+    total = sum(support) or 1
+    report["macro avg"] = {m: float(np.mean(v)) for m, v in per_class.items()} | {"support": sum(support)}
+    report["weighted avg"] = {m: float(np.dot(v, support) / total) for m, v in per_class.items()} | {
+        "support": sum(support)
+    }
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Report: table, metrics.json, pictures
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_table(metrics: dict) -> str:
+    rows = [
+        ("accuracy", metrics["accuracy"]),
+        ("precision (fake)", metrics["precision"]),
+        ("recall (fake)", metrics["recall"]),
+        ("F1 (fake)", metrics["f1"]),
+        ("ROC AUC", metrics["roc_auc"]),
+        ("average precision", metrics["average_precision"]),
+        ("EER", metrics["eer"]),
+        ("EER threshold", metrics["eer_threshold"]),
+    ]
+    lines = [f"{'metric':<20}{'value':>8}", *(f"{name:<20}{_fmt(v):>8}" for name, v in rows)]
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
+    lines += [
+        "",
+        f"confusion matrix at threshold {metrics['threshold']:g} (rows: true, columns: predicted)",
+        f"{'':<10}{'real':>8}{'fake':>8}",
+        f"{'real':<10}{tn:>8}{fp:>8}",
+        f"{'fake':<10}{fn:>8}{tp:>8}",
+        "",
+        f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for name, row in metrics["classification_report"].items():
+        lines.append(f"{name:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
+    return "\n".join(lines)
+
+
+def plot_roc(p_fake, labels, metrics: dict, title: str, out: Path) -> None:
+    import torch
+    from matplotlib.figure import Figure
+    from torchmetrics.functional.classification import binary_roc
+
+    fig = Figure(figsize=(5.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance (AUC = 0.5)")
+    if metrics["roc_auc"] is not None:
+        fpr, tpr, _ = binary_roc(torch.as_tensor(p_fake), torch.as_tensor(labels))
+        ax.plot(fpr.numpy(), tpr.numpy(), color="C0", lw=2, label=f"ROC (AUC = {metrics['roc_auc']:.3f})")
+        eer = metrics["eer"]
+        ax.plot([eer], [1 - eer], "o", color="C3", label=f"EER = {eer:.3f} (threshold {metrics['eer_threshold']:.3f})")
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
+        ax.plot(
+            [fp / max(1, tn + fp)],
+            [tp / max(1, tp + fn)],
+            "s",
+            color="C2",
+            label=f"model threshold {metrics['threshold']:g}",
+        )
+    else:
+        ax.text(0.5, 0.5, "only one class present:\nno ROC curve", ha="center", va="center")
+    ax.set_xlabel("false positive rate (real images called fake)")
+    ax.set_ylabel("true positive rate (fakes caught)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    fig.savefig(out, dpi=110)
+
+
+def plot_confusion(metrics: dict, title: str, out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    matrix = np.array(metrics["confusion_matrix"]["matrix"])
+    share = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
+    fig = Figure(figsize=(5, 4.4), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            colour = "white" if share[i, j] > 0.6 else "black"
+            ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.1%}", ha="center", va="center", color=colour, fontsize=13)
+    ax.set_xticks([0, 1], LABELS)
+    ax.set_yticks([0, 1], LABELS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set_title(f"{title}\nthreshold {metrics['threshold']:g}", fontsize="medium")
+    fig.savefig(out, dpi=110)
+
+
+def report_skipped(skipped: list[tuple[str, str]]) -> None:
+    if not skipped:
+        return
+    print(f"warning: skipped {len(skipped)} image(s) that could not be decoded:", file=sys.stderr)
+    for path, reason in skipped[:SHOW_SKIPPED]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    if len(skipped) > SHOW_SKIPPED:
+        print(f"  ... and {len(skipped) - SHOW_SKIPPED} more (all in metrics.json)", file=sys.stderr)
+
+
+def evaluate(
+    model: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    robustness: bool = False,
+    threshold: float | None = None,
+    seed: int = 42,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Score ``data`` with ``model``, write the report files into ``out``, print the tables. Returns metrics.json."""
+    from deepfake import robustness as rb
+
+    samples, layout = select_samples(data, split, seed)
+    with tempfile.TemporaryDirectory() as workdir:
+        predictor = open_model(model, Path(workdir), threshold)
+        scores = score(
+            predictor, samples, rb.PERTURBATIONS if robustness else None, batch_size=batch_size, progress=progress
+        )
+    report_skipped(scores.skipped)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean = scores.p_fake["clean"]
+    metrics = {
+        "model": str(model or predictor.path),
+        "model_name": predictor.model_name,
+        "data": str(data),
+        "layout": layout,
+        "split": split,
+        **binary_metrics(clean, scores.labels, predictor.threshold),
+        "skipped": len(scores.skipped),
+        "skipped_files": [{"path": p, "reason": r} for p, r in scores.skipped],
+    }
+    where = f"{Path(data).name}" + (f" [{split}]" if split else " [all]")
+    title = f"{predictor.model_name} on {where}, {metrics['n_images']} images"
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_roc(clean, scores.labels, metrics, f"ROC: {title}", out / "roc.png")
+    plot_confusion(metrics, f"Confusion matrix: {title}", out / "confusion_matrix.png")
+    print(f"model  {metrics['model']} ({predictor.model_name}, threshold {predictor.threshold:g})")
+    print(
+        f"data   {data} ({layout} layout, split {split or 'all'}): {metrics['n_images']} images "
+        f"({metrics['n_real']} real, {metrics['n_fake']} fake), {metrics['skipped']} skipped\n"
+    )
+    print(format_table(metrics))
+    if robustness:
+        rows = rb.robustness_rows(scores, predictor.threshold)
+        rb.write_robustness(rows, out, title)
+        print("\nrobustness (perturbation applied to the decoded image before the model's preprocessing)")
+        print(rb.format_markdown(rows))
+    written = ["metrics.json", "roc.png", "confusion_matrix.png"]
+    written += ["robustness.json", "robustness.md", "robustness.png"] if robustness else []
+    print(f"\nwrote {', '.join(written)} to {out}")
+    return metrics
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from deepfake.robustness import NOISE_SIGMA
+
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description=(
+            "Evaluate a real/fake detector on a labelled dataset: accuracy, precision, recall, F1, ROC AUC,\n"
+            "average precision, EER, confusion matrix and per-class report; with --robustness, the same under\n"
+            "JPEG, blur, downscaling and noise. Prints the tables and writes metrics.json, roc.png and\n"
+            "confusion_matrix.png (and robustness.json, robustness.md, robustness.png) into --out."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  python evaluate.py --model models/default.onnx --data ../shared/datasets/faces-mini --split test "
+            "--out eval/\n"
+            "  python evaluate.py --model runs/cnn/<run>/checkpoints/last.ckpt --data /data/Dataset --out eval/\n"
+            "  python evaluate.py --model model.onnx --data other_dataset/ --out cross/ --robustness\n\n"
+            "--data takes any layout train.py reads: Real/ and Fake/ folders, a Train/Validation/Test tree, or\n"
+            "a CSV manifest path,label[,split]. Without --split every image is used (cross-dataset evaluation).\n"
+            "A checkpoint or run directory is exported to a temporary ONNX file first, so it is scored exactly\n"
+            "as its export would be. Exit code 2 when the model, data or an option is unusable."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"ONNX file from export.py, .ckpt from train.py, or a run directory (default: {default_model_path()})",
+    )
+    parser.add_argument("--data", required=True, help="dataset root: folder or CSV manifest")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=None,
+        help="only this split; for a plain Real/Fake folder, the seeded 80/10/10 split training made (default: all)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json and the pictures")
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also score under JPEG quality 90/70/50, Gaussian blur sigma 1/2, downscale by half and back, "
+        f"and Gaussian noise (sigma {NOISE_SIGMA:g} on 0-255)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="decision threshold on p_fake (default: the model's own)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed of the split of a plain folder (training's: 42)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per onnxruntime call (default: 64)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size} must be at least 1")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        parser.error(f"--threshold {args.threshold} must be strictly between 0 and 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        evaluate(
+            args.model,
+            args.data,
+            args.out,
+            split=args.split,
+            robustness=args.robustness,
+            threshold=args.threshold,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
