@@ -1,12 +1,23 @@
 # make test            create .venv if missing, install with test extras, run the tests
 # make demo [DATA=...] train model=cnn for one epoch and print its test metrics
 # make default-model   retrain and re-export the bundled models/default.onnx (configs/experiment/default_model.yaml)
+# make serve [PORT=5000 WORKERS=2 THREADS=4 MODEL=m.onnx KEEP_UPLOADS=DIR]   the web app, served by gunicorn
+# make bench-http [CLIENTS=1,8,32 DURATION=10]   start gunicorn on a free port, run bench/http_bench.py, stop it
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets/faces-mini
+# The web app: gunicorn on HOST:PORT, WORKERS processes of THREADS threads; MODEL empty: the bundled model.
+HOST ?= 0.0.0.0
+PORT ?= 5000
+WORKERS ?= 2
+THREADS ?= 4
+MODEL ?=
+KEEP_UPLOADS ?=
+CLIENTS ?= 1,8,32
+DURATION ?= 10
 
-.PHONY: test demo default-model bench lint format clean
+.PHONY: test demo default-model bench serve bench-http lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +38,14 @@ default-model: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/infer_bench.py --frontier
+
+serve: $(VENV)/.installed
+	$(if $(MODEL),DEEPFAKE_MODEL="$(MODEL)") $(if $(KEEP_UPLOADS),DEEPFAKE_KEEP_UPLOADS="$(KEEP_UPLOADS)") \
+	HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) THREADS=$(THREADS) \
+	exec $(VENV)/bin/gunicorn -c deepfake/web/gunicorn_conf.py
+
+bench-http: $(VENV)/.installed
+	$(PY) bench/http_bench.py --serve --workers $(WORKERS) --threads $(THREADS) --sweep $(CLIENTS) --seconds $(DURATION)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

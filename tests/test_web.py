@@ -347,7 +347,7 @@ def start_gunicorn(tmp_path: Path, **env) -> tuple[subprocess.Popen, str]:
     environ = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1", "THREADS": "2", **env}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(
-        [str(gunicorn), "-c", "python:deepfake.web.gunicorn_conf"], cwd=ROOT, env=environ, stdout=log, stderr=log
+        [str(gunicorn), "-c", "deepfake/web/gunicorn_conf.py"], cwd=ROOT, env=environ, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -396,3 +396,6 @@ def test_gunicorn_serves_the_api(tmp_path):
         process.terminate()
         process.wait(timeout=30)
     assert process.returncode == 0
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert "Booting worker" in log and "Shutting down: Master" in log
+    assert "SIGABRT" not in log and "Traceback" not in log  # workers exit cleanly

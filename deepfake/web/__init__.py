@@ -4,7 +4,7 @@
     app = create_app()                                         # bundled model, limits from DEEPFAKE_* variables
     app = create_app({"MODEL": "m.onnx", "KEEP_UPLOADS": "kept/"})
 
-Production: ``make serve`` (gunicorn, deepfake/web/gunicorn_conf.py). Development: ``python -m deepfake.web``.
+Production: ``make serve`` (gunicorn -c deepfake/web/gunicorn_conf.py). Development: ``python -m deepfake.web``.
 Routes are in ``pages`` (HTML) and ``api`` (JSON); what they do with an upload is in ``service``.
 """
 
@@ -45,7 +45,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     app.config.update(config.from_env())
     app.config.update(overrides or {})
     config.check(app.config)
-    _log_to_stderr()
+    _log_to_stderr(app.config["LOG_LEVEL"])
     app.extensions["deepfake"] = Service(
         app.config["MODEL"],
         max_pixels=app.config["MAX_PIXELS"],
@@ -63,9 +63,9 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     return app
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(level: str) -> None:
     """One line per request at INFO; gunicorn configures only its own loggers, so give ours a handler."""
-    log.setLevel(logging.INFO)
+    log.setLevel(str(level).upper())
     if not log.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))

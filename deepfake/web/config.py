@@ -8,6 +8,7 @@ from deepfake.errors import ConfigError
 from deepfake.preprocess import MAX_PIXELS
 
 MB = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_MAX_MB = 10
 DEFAULT_MAX_FILES = 16
 
@@ -19,6 +20,7 @@ ENV = {
     "MAX_FILES": ("DEEPFAKE_MAX_FILES", int),  # images per request
     "KEEP_UPLOADS": ("DEEPFAKE_KEEP_UPLOADS", str),  # folder to save accepted uploads in; empty: keep nothing
     "ORT_THREADS": ("DEEPFAKE_ORT_THREADS", int),  # onnxruntime threads per process; 0: one per core
+    "LOG_LEVEL": ("DEEPFAKE_LOG_LEVEL", str),  # INFO: one line per request; WARNING: errors only
 }
 
 
@@ -31,6 +33,7 @@ def from_env(environ=os.environ) -> dict:
         "MAX_FILES": DEFAULT_MAX_FILES,
         "KEEP_UPLOADS": None,
         "ORT_THREADS": 0,
+        "LOG_LEVEL": "INFO",
     }
     for key, (name, kind) in ENV.items():
         raw = environ.get(name, "").strip()
@@ -50,3 +53,5 @@ def check(config) -> None:
         value = config.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{key}={value!r} must be an integer of at least {least}")
+    if str(config.get("LOG_LEVEL")).upper() not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={config.get('LOG_LEVEL')!r} is not one of {', '.join(LOG_LEVELS)}")

@@ -1,4 +1,9 @@
-"""gunicorn settings for ``make serve``: ``gunicorn -c python:deepfake.web.gunicorn_conf``.
+"""gunicorn settings for ``make serve``: ``gunicorn -c deepfake/web/gunicorn_conf.py`` from the repository root.
+
+Give it as a file, not as ``python:deepfake.web.gunicorn_conf``: importing it as a module imports
+the package, with OpenCV and onnxruntime, into gunicorn's master before it forks the workers, and
+workers forked with that native state abort ("std::system_error") when they exit. Loaded as a
+file, it imports nothing from the project; each worker loads the app after the fork.
 
 HOST, PORT, WORKERS and THREADS come from the environment (the Makefile passes them). Tuned for
 small CPU machines: each worker is a process with its own model and onnxruntime runs one thread
