@@ -113,8 +113,8 @@ def _web_error(exc: WebError):
 
 
 def _http_error(exc: HTTPException):
-    if exc.code == 413:
-        limit = request.max_content_length or 0
+    limit = request.max_content_length or 0
+    if exc.code == 413 and (request.content_length or 0) > limit:
         message = f"the upload is over the limit of {limit / config.MB:g} MB"
         _drain_refused_body(limit)
     else:

@@ -27,6 +27,9 @@ graceful_timeout = 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # The app logs one line per request itself (with its request id), so gunicorn's access log stays off.
 accesslog = None
+# gunicorn 27's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl), so two servers on
+# one machine (make serve beside the tests) would take it from each other; nothing here uses it.
+control_socket_disable = True
 errorlog = "-"
 loglevel = "info"
 
