@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,12 +109,15 @@ def score(
     *,
     batch_size: int = 64,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Scores:
     """Decode each image once and score it clean and under every perturbation.
 
     Images that fail to decode are skipped and listed in ``Scores.skipped``. A perturbation
     acts on the decoded full-size RGB image, before the model's own resize and normalisation;
-    its generator is seeded from the image's index, so results do not depend on batching.
+    its generator is seeded from the image's index, so results depend neither on batching nor
+    on threads. Decoding and preprocessing run in ``workers`` threads (OpenCV releases the GIL),
+    one batch at a time, so memory stays at one batch of decoded images.
     """
     from tqdm.auto import tqdm
 
@@ -120,30 +125,33 @@ def score(
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in conditions}
     kept: list[Sample] = []
     skipped: list[tuple[str, str]] = []
-    pending: list[tuple[int, np.ndarray]] = []
 
-    def flush() -> None:
-        for name, perturb in conditions.items():
-            inputs = [
-                predictor.preprocess(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
-                for index, rgb in pending
-            ]
-            chunks[name].append(predictor.p_fake(np.stack(inputs), batch_size))
-        pending.clear()
-
-    bar = tqdm(samples, desc="Scoring", unit="img", disable=not progress or None, leave=False, file=sys.stderr)
-    for index, sample in enumerate(bar):
+    def decode(sample: Sample) -> np.ndarray | str:
         try:
-            rgb = read_image(sample.path)
+            return read_image(sample.path)
         except ImageError as exc:
-            skipped.append((sample.path, str(exc)))
-            continue
-        kept.append(sample)
-        pending.append((index, rgb))
-        if len(pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
+            return str(exc)
+
+    def prepare(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
+        return predictor.preprocess(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    bar = tqdm(total=len(samples), desc="Scoring", unit="img", disable=not progress or None, leave=False)
+    with ThreadPoolExecutor(workers) as pool, bar:
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            decoded = []
+            for index, (sample, rgb) in enumerate(zip(batch, pool.map(decode, batch), strict=True), start):
+                if isinstance(rgb, str):
+                    skipped.append((sample.path, rgb))
+                else:
+                    kept.append(sample)
+                    decoded.append((index, rgb))
+            for name, perturb in conditions.items():
+                if decoded:
+                    inputs = list(pool.map(lambda item, p=perturb: prepare(p, *item), decoded))
+                    chunks[name].append(predictor.p_fake(np.stack(inputs), batch_size))
+            bar.update(len(batch))
     if not kept:
         raise DataError(f"none of the {len(samples)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})")
     p_fake = {name: np.concatenate(parts) for name, parts in chunks.items()}
