@@ -286,7 +286,10 @@ def init_worker(worker_id: int) -> None:
     import cv2
     from lightning.fabric.utilities.seed import pl_worker_init_function
 
-    cv2.setNumThreads(1)
+    # 0 (run sequentially), not 1: setNumThreads(1) tears down the thread pool inherited from the parent,
+    # and when the parent had started one (cv2.applyColorMap, or cvtColor/resize of a large image), the
+    # forked worker waits forever for that pool's threads, which do not exist in the child.
+    cv2.setNumThreads(0)
     pl_worker_init_function(worker_id)
 
 

@@ -313,3 +313,28 @@ def test_bundled_model_occlusion_looks_at_the_face_on_faces_mini():
         centre.append(heat[inner].mean())
         border.append(heat[~inner].mean())
     assert np.mean(centre) > 2 * np.mean(border)
+
+
+def test_data_loader_workers_start_after_an_explanation_in_the_same_process(tmp_path):
+    """An overlay of a large image starts OpenCV's thread pool; loader workers forked afterwards used to hang forever in
+    cv2.setNumThreads. Run in a subprocess with a timeout, so a regression fails instead of hanging the suite."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from conftest import make_class_folders\n"
+        "from deepfake import explain\n"
+        "from deepfake.data import DeepfakeDataModule\n"
+        "from deepfake.preprocess import Preprocess\n"
+        "explain.overlay(np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), np.float32))\n"
+        f"dm = DeepfakeDataModule(make_class_folders(Path({str(tmp_path)!r}), 8, 8), Preprocess(16), batch_size=4,"
+        " num_workers=2)\n"
+        "dm.prepare(); dm.setup()\n"
+        "print(sum(1 for _ in dm.train_dataloader()))\n"
+    )
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("data loader workers hung after an explanation (cv2.setNumThreads after fork)")
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) >= 1
