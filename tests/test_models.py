@@ -51,6 +51,22 @@ def test_attention_head_divides_pooled_features_by_pooled_mask():
         assert torch.allclose(logits, head.classifier(normed.mean(dim=(2, 3))).squeeze(1), atol=1e-5)
 
 
+def test_attention_head_stays_a_weighted_average_when_the_whole_mask_is_near_zero():
+    """A mask of sigmoid(-120) everywhere underflows to 0 in float32. The pooled vector is still the
+    mask-weighted average (here the plain one, as the mask is uniform): the ratio of two pooled means
+    gave 0 / 0, clamped to 0, and PyTorch and onnxruntime disagreed on such inputs by thousands."""
+    head = AttentionGAPHead(channels=3, hidden=4, dropout=0.0).eval()
+    features = torch.randn(2, 3, 2, 2)
+    head.attention = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1), torch.nn.Sigmoid())
+    torch.nn.init.zeros_(head.attention[0].weight)
+    torch.nn.init.constant_(head.attention[0].bias, -120.0)
+    with torch.no_grad():
+        logits, mask = head(features)
+        expected = head.classifier(head.norm(features).mean(dim=(2, 3))).squeeze(1)
+    assert mask.max() == 0
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
 def test_attention_model_returns_its_spatial_mask():
     model = create_model("attention", backbone="mobilenetv2", pretrained=False).eval()
     logits, mask = model(torch.rand(2, 3, 64, 64), return_mask=True)

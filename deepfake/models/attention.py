@@ -33,8 +33,16 @@ class AttentionGAPHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.norm(features)
-        mask = self.attention(features)  # (B, 1, h, w)
-        pooled = (features * mask).mean(dim=(2, 3)) / mask.mean(dim=(2, 3)).clamp_min(1e-6)
+        scores = self.attention[:-1](features)  # (B, 1, h, w), the mask before its sigmoid
+        mask = torch.sigmoid(scores)
+        # GAP(features x mask) / GAP(mask) is a weighted average with weights mask / sum(mask), computed here as
+        # softmax(log(mask)): the same numbers, but when the whole mask is near 0 (sigmoid of large negative
+        # scores, seen on inputs unlike the training data) the plain ratio divides one underflowing value by
+        # another, and PyTorch and onnxruntime then disagree by whole units of logit.
+        # log(sigmoid(s)) written out: onnxruntime's Sigmoid is 0 below about -18, and log(0) would give NaN.
+        log_mask = scores.clamp(max=0) - torch.log1p(torch.exp(-scores.abs()))
+        weights = torch.softmax(log_mask.flatten(2), dim=-1)  # (B, 1, h*w), sums to 1
+        pooled = (features.flatten(2) * weights).sum(dim=-1)
         return self.classifier(pooled).squeeze(1), mask
 
 
