@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake.curves import model_name, read_epoch_metrics
-from deepfake.errors import DataError, UserError
+from deepfake.errors import DataError, UserError, run_command
 
 METRICS = ("auroc", "acc", "precision", "recall", "f1")
 TIMING_RUNS = 50
@@ -257,11 +257,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         compare(args.runs, args.out, args.threads)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    return run_command(work)

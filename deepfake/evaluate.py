@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake.data import SPLITS, Sample, find_samples
-from deepfake.errors import DataError, ImageError, ModelError, UserError
+from deepfake.errors import DataError, ImageError, ModelError, run_command
 from deepfake.predictor import Predictor, default_model_path
 from deepfake.preprocess import LABELS, read_image
 
@@ -40,27 +40,11 @@ SHOW_SKIPPED = 5
 
 def export_checkpoint(ckpt: str | Path, out: Path, threshold: float = 0.5) -> Path:
     """Export a checkpoint or run directory to ``out`` with export.py's code and defaults (parity-checked)."""
-    from omegaconf import OmegaConf
+    from deepfake.export import export, export_config
 
-    from deepfake.export import export
-
-    cfg = OmegaConf.create(
-        {
-            "ckpt": str(ckpt),
-            "out": str(out),
-            "opset": 18,
-            "threshold": threshold,
-            "tolerance": 1e-4,
-            "fp16": False,
-            "int8": False,
-            "eval_data": None,
-            "eval_split": None,
-            "max_eval_images": 2000,
-        }
-    )
     # export() narrates on stdout; keep stdout for this command's own results.
     with contextlib.redirect_stdout(sys.stderr):
-        export(cfg)
+        export(export_config(ckpt=str(ckpt), out=str(out), threshold=threshold))
     return out
 
 
@@ -455,7 +439,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         evaluate(
             args.model,
             args.data,
@@ -466,9 +451,5 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
         )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    return run_command(work)

@@ -32,6 +32,8 @@ from deepfake.preprocess import INPUT_NAME, LOGIT_NAME, OUTPUT_NAME, Preprocess,
 from deepfake.training import build_network
 
 MIN_OPSET = 17
+# export.py's options and their defaults; export_config() gives them to callers that export without Hydra.
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "configs" / "export.yaml"
 
 
 @dataclass
@@ -199,6 +201,15 @@ def binary_scores(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> d
 def _replace(tmp: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
+
+
+def export_config(**values):
+    """configs/export.yaml as ``python export.py`` sees it, with ``values`` set: evaluate.py and compare.py
+    export checkpoints with the same defaults as the command, not a copy of them."""
+    cfg = OmegaConf.load(CONFIG_FILE)
+    for key in ("defaults", "hydra"):  # Hydra's own settings, not export options
+        cfg.pop(key, None)
+    return OmegaConf.merge(cfg, values)
 
 
 def export(cfg) -> dict:

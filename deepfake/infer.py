@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from deepfake.errors import UserError
+from deepfake.errors import UserError, run_command
 from deepfake.explain import METHODS, ONNX_METHODS
 from deepfake.predictor import Prediction, Predictor, default_model_path
 from deepfake.preprocess import IMAGE_SUFFIXES, LABELS, POSITIVE_CLASS, read_image
@@ -206,12 +206,7 @@ def unique_path(folder: Path, stem: str, method: str, used: set[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        return run_command(lambda: run(args))
     except BrokenPipeError:  # e.g. piped into head: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
