@@ -30,8 +30,10 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where chromium refuses its sandbox.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        # --no-sandbox: CI runs as root, where chromium refuses its sandbox. --disable-dev-shm-usage: containers
+        # often give /dev/shm 64 MB, too little for chromium's shared memory.
+        args = ["--no-sandbox", "--disable-dev-shm-usage"]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         yield browser
         browser.close()
 
@@ -56,6 +58,22 @@ def faces():
     return chosen
 
 
+def wait_for_preview(page) -> None:
+    """Waits until the script's preview has decoded the chosen image.
+
+    The preview loads from a blob URL asynchronously: right after the file is chosen the <img> can still be 0x0,
+    and CI (slower file reads) caught it there, so a one-shot is_visible() check raced the browser.
+    """
+    preview = page.locator("#preview")
+    try:
+        page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0", timeout=30_000)
+    except sync_api.TimeoutError:
+        state = preview.evaluate("img => ({hidden: img.hidden, src: img.src, complete: img.complete})")
+        pytest.fail(f"the preview never showed the chosen image: {state}")
+    sync_api.expect(preview).to_be_visible()
+    assert preview.get_attribute("src").startswith("blob:")
+
+
 def read_verdict(page) -> tuple[str, float]:
     verdict = page.locator(".result .verdict").inner_text(timeout=30_000)
     confidence = float(page.locator("meter.confidence").get_attribute("value"))
@@ -63,12 +81,14 @@ def read_verdict(page) -> tuple[str, float]:
 
 
 @pytest.mark.parametrize("label", ["real", "fake"])
-def test_uploading_a_face_shows_its_verdict(server, page, faces, label):
-    path = faces[label]
+def test_uploading_a_face_shows_its_verdict(server, page, faces, label, tmp_path):
+    # A local copy, same name and bytes: the browser reads the file itself, and CI's shared folder is a mount
+    # whose quirks are not the page's to test.
+    path = tmp_path / faces[label].name
+    shutil.copyfile(faces[label], path)
     page.goto(server + "/")
     page.set_input_files("#file", str(path))
-    assert page.locator("#preview").is_visible()  # the script's preview, before anything is sent
-    assert page.locator("#preview").get_attribute("src").startswith("blob:")
+    wait_for_preview(page)  # the script's preview, before anything is sent
     page.click("button[type=submit]")
     verdict, confidence = read_verdict(page)
     expected = Predictor().predict(path)
@@ -101,7 +121,7 @@ def test_dropping_an_image_and_asking_for_a_heatmap(server, page, tmp_path):
         }""",
         data,
     )
-    assert page.locator("#preview").is_visible()
+    wait_for_preview(page)
     assert page.locator(".drop-text").inner_text() == "dropped.jpg"
     page.check("input[name=heatmap]")
     page.click("button[type=submit]")
