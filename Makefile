@@ -40,9 +40,8 @@ bench: $(VENV)/.installed
 	$(PY) bench/infer_bench.py --frontier
 
 serve: $(VENV)/.installed
-	$(if $(MODEL),DEEPFAKE_MODEL="$(MODEL)") $(if $(KEEP_UPLOADS),DEEPFAKE_KEEP_UPLOADS="$(KEEP_UPLOADS)") \
-	HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) THREADS=$(THREADS) \
-	exec $(VENV)/bin/gunicorn -c deepfake/web/gunicorn_conf.py
+	exec $(VENV)/bin/deepfake-serve --host "$(HOST)" --port "$(PORT)" --workers "$(WORKERS)" --threads "$(THREADS)" \
+	$(if $(MODEL),--model "$(MODEL)") $(if $(KEEP_UPLOADS),--keep-uploads "$(KEEP_UPLOADS)")
 
 bench-http: $(VENV)/.installed
 	$(PY) bench/http_bench.py --serve --workers $(WORKERS) --threads $(THREADS) --sweep $(CLIENTS) --seconds $(DURATION)

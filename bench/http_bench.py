@@ -171,11 +171,10 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
 def start_server(workers: int, threads: int, log: Path) -> tuple[subprocess.Popen, str]:
     """gunicorn as make serve starts it, on a free loopback port; its log (one line per request) goes to ``log``."""
     port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "THREADS": str(threads)}
-    gunicorn = Path(sys.executable).with_name("gunicorn")
+    serve = [str(Path(sys.executable).with_name("deepfake-serve")), "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [str(gunicorn), "-c", "deepfake/web/gunicorn_conf.py"], cwd=ROOT, env=env, stdout=out, stderr=out
+            [*serve, "--workers", str(workers), "--threads", str(threads)], cwd=ROOT, stdout=out, stderr=out
         )
     return process, f"http://127.0.0.1:{port}"
 

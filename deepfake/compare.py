@@ -229,7 +229,6 @@ def compare(paths: list[str | Path], out: str | Path | None = None, threads: int
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="compare.py",
         description=(
             "Compare trained runs: test metrics, parameter count, ONNX file size and inference time per image.\n"
             "Prints the table and writes comparison.md, comparison.json and comparison.png."
@@ -262,3 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         compare(args.runs, args.out, args.threads)
 
     return run_command(work)
+
+
+if __name__ == "__main__":  # python -m deepfake.compare
+    sys.exit(main())

@@ -385,7 +385,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from deepfake.robustness import NOISE_SIGMA
 
     parser = argparse.ArgumentParser(
-        prog="evaluate.py",
         description=(
             "Evaluate a real/fake detector on a labelled dataset: accuracy, precision, recall, F1, ROC AUC,\n"
             "average precision, EER, confusion matrix and per-class report; with --robustness, the same under\n"
@@ -453,3 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     return run_command(work)
+
+
+if __name__ == "__main__":  # python -m deepfake.evaluate
+    sys.exit(main())

@@ -24,7 +24,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from deepfake import __version__
+from deepfake import __version__, bundled_file
 from deepfake.data import find_samples
 from deepfake.errors import ConfigError, ModelError
 from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
@@ -33,7 +33,7 @@ from deepfake.training import build_network
 
 MIN_OPSET = 17
 # export.py's options and their defaults; export_config() gives them to callers that export without Hydra.
-CONFIG_FILE = Path(__file__).resolve().parent.parent / "configs" / "export.yaml"
+CONFIG_FILE = bundled_file("configs/export.yaml")
 
 
 @dataclass

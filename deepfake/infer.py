@@ -22,7 +22,6 @@ from deepfake.preprocess import IMAGE_SUFFIXES, LABELS, POSITIVE_CLASS, read_ima
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="infer.py",
         description="Tell real face images from generated ones with an exported ONNX model.",
         epilog=(
             "Output: one line per image, 'file<TAB>label<TAB>p_fake', where p_fake is the probability "
@@ -210,3 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+if __name__ == "__main__":  # python -m deepfake.infer
+    sys.exit(main())

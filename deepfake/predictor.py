@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from deepfake import bundled_file
 from deepfake.errors import ModelError, UserError
 from deepfake.preprocess import parse_contract, to_rgb
 
@@ -26,7 +27,7 @@ from deepfake.preprocess import parse_contract, to_rgb
 ATTENTION_NAME, ATTENTION_KEY = "attention", "attention_output"
 
 # The bundled model; DEEPFAKE_MODEL points elsewhere without code changes.
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.onnx"
+DEFAULT_MODEL = bundled_file("models/default.onnx")
 
 
 def default_model_path() -> Path:

@@ -341,13 +341,12 @@ def free_port() -> int:
 
 
 def start_gunicorn(tmp_path: Path, **env) -> tuple[subprocess.Popen, str]:
-    """gunicorn as `make serve` runs it, on a free loopback port; waits until /readyz answers."""
+    """deepfake-serve (gunicorn) as `make serve` runs it, on a free loopback port; waits until /readyz answers."""
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed with the process
-    environ = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1", "THREADS": "2", **env}
-    gunicorn = Path(sys.executable).with_name("gunicorn")
+    serve = [str(Path(sys.executable).with_name("deepfake-serve")), "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [str(gunicorn), "-c", "deepfake/web/gunicorn_conf.py"], cwd=ROOT, env=environ, stdout=log, stderr=log
+        [*serve, "--workers", "1", "--threads", "2"], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

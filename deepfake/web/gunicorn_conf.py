@@ -1,4 +1,5 @@
-"""gunicorn settings for ``make serve``: ``gunicorn -c deepfake/web/gunicorn_conf.py`` from the repository root.
+"""gunicorn settings for ``make serve`` and ``deepfake-serve`` (deepfake/web/serve.py), which run
+``gunicorn -c <this file>``.
 
 Give it as a file, not as ``python:deepfake.web.gunicorn_conf``: importing it as a module imports
 the package, with OpenCV and onnxruntime, into gunicorn's master before it forks the workers, and

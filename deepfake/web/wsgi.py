@@ -1,4 +1,4 @@
-"""The WSGI entry for gunicorn: ``gunicorn deepfake.web.wsgi:app`` (make serve adds deepfake/web/gunicorn_conf.py)."""
+"""The WSGI entry for gunicorn: ``gunicorn deepfake.web.wsgi:app``; deepfake-serve adds gunicorn_conf.py."""
 
 from __future__ import annotations
 
