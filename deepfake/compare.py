@@ -106,7 +106,7 @@ def summarise_run(run: Path, workdir: Path, threads: int = 1) -> dict:
     image = _timing_image(run, detector.preprocess.image_size)
     onnx_path = workdir / f"{run.name}.onnx"
     try:
-        export_checkpoint(ckpt, onnx_path)
+        export_checkpoint(ckpt, onnx_path, detector=detector)
     except Exception as exc:  # an architecture the exporter cannot trace: fall back to the checkpoint and eager torch
         print(f"warning: {run.name}: ONNX export failed ({str(exc).splitlines()[0]}); timing PyTorch", file=sys.stderr)
         import torch

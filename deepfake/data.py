@@ -57,7 +57,8 @@ def find_samples(
     stratified by class and reproducible from ``seed``.
     """
     _check_fractions(val_fraction, test_fraction)
-    root = Path(root).expanduser().absolute()
+    # Resolved: split.csv records these paths, and "/old/cwd/../data/x.jpg" breaks when /old/cwd goes away.
+    root = Path(root).expanduser().resolve()
     if not root.exists():
         raise DataError(f"data.root={root}: no such file or directory")
     if root.is_file():

@@ -38,13 +38,14 @@ SHOW_SKIPPED = 5
 # The model: an ONNX file, or a checkpoint exported to one
 
 
-def export_checkpoint(ckpt: str | Path, out: Path, threshold: float = 0.5) -> Path:
-    """Export a checkpoint or run directory to ``out`` with export.py's code and defaults (parity-checked)."""
+def export_checkpoint(ckpt: str | Path, out: Path, threshold: float = 0.5, detector=None) -> Path:
+    """Export a checkpoint or run directory to ``out`` with export.py's code and defaults (parity-checked);
+    ``detector``: the checkpoint already loaded (deepfake.export.load_checkpoint), if the caller has it."""
     from deepfake.export import export, export_config
 
     # export() narrates on stdout; keep stdout for this command's own results.
     with contextlib.redirect_stdout(sys.stderr):
-        export(export_config(ckpt=str(ckpt), out=str(out), threshold=threshold))
+        export(export_config(ckpt=str(ckpt), out=str(out), threshold=threshold), detector)
     return out
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from deepfake import __version__, bundled_file
 from deepfake.data import find_samples
-from deepfake.errors import ConfigError, ModelError
+from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
 from deepfake.preprocess import INPUT_NAME, LOGIT_NAME, OUTPUT_NAME, Preprocess, contract_metadata, read_image
 from deepfake.training import build_network
@@ -158,9 +158,21 @@ def write_onnx(net: nn.Module, preprocess: Preprocess, out: Path, metadata: dict
     onnx.save(model, out)
 
 
+def preprocessed(preprocess: Preprocess, paths: list[str]) -> np.ndarray:
+    """Evaluation images through the training preprocessing, as one float32 batch. An image that cannot be read
+    stops the export with its path: the run's split.csv may list files that have since moved."""
+    batch = []
+    for path in paths:
+        try:
+            batch.append(preprocess(read_image(path)))
+        except ImageError as exc:
+            raise ImageError(f"evaluation image {path}: {exc} (eval_data=<dataset root> chooses other images)") from exc
+    return np.stack(batch).astype(np.float32)
+
+
 def parity_inputs(preprocess: Preprocess, images: list[str], n_random: int = 8, seed: int = 0) -> np.ndarray:
     """Real images through the training preprocessing, plus uniform random pixels."""
-    real = [preprocess(read_image(p)) for p in images]
+    real = list(preprocessed(preprocess, images)) if images else []
     rng = np.random.default_rng(seed)
     size = preprocess.image_size
     noise = [preprocess(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n_random)]
@@ -212,11 +224,14 @@ def export_config(**values):
     return OmegaConf.merge(cfg, values)
 
 
-def export(cfg) -> dict:
-    """Write ``cfg.out`` (and fp16/int8 variants when asked). Returns the figures it printed."""
+def export(cfg, detector: Detector | None = None) -> dict:
+    """Write ``cfg.out`` (and fp16/int8 variants when asked). Returns the figures it printed.
+
+    ``detector``: ``cfg.ckpt`` already loaded, for callers that hold it (compare.py), so it is not read twice.
+    """
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
         raise ConfigError("ckpt=<path to a .ckpt written by train.py> is required")
-    detector = load_checkpoint(cfg.ckpt)
+    detector = detector or load_checkpoint(cfg.ckpt)
     out = Path(cfg.out)
     tolerance, threshold = float(cfg.tolerance), float(cfg.threshold)
     train_metrics = {}
@@ -269,7 +284,7 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
             "fp16/int8 report their accuracy drop on an evaluation set: give eval_data=<dataset root> "
             "(the run's split.csv was not found next to the checkpoint)"
         )
-    inputs = np.stack([detector.preprocess(read_image(p)) for p in paths]).astype(np.float32)
+    inputs = preprocessed(detector.preprocess, paths)
     base = binary_scores(Predictor(out, providers=["CPUExecutionProvider"]).p_fake(inputs), labels, threshold)
     print(f"evaluation set: {eval_name}, {len(paths)} images ({int(labels.sum())} fake)")
     print(f"  fp32  acc {base['acc']:.4f}  auroc {base['auroc']:.4f}  {out.stat().st_size / 1e6:.2f} MB")
@@ -299,7 +314,7 @@ def calibration_inputs(detector: Detector, eval_paths: list[str], n: int = 64) -
     if split := detector.run_file("split.csv"):
         paths = [s.path for s in find_samples(split)[0] if s.split == "train"] or eval_paths
     chosen = paths[:: max(1, len(paths) // n)][:n]
-    return np.stack([detector.preprocess(read_image(p)) for p in chosen]).astype(np.float32)
+    return preprocessed(detector.preprocess, chosen)
 
 
 def write_fp16(src: Path, dst: Path) -> None:

@@ -2,6 +2,7 @@
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,6 +85,16 @@ def test_bad_manifest_is_named(tmp_path, content, message):
     (tmp_path / "m.csv").write_text(content)
     with pytest.raises(DataError, match=message):
         find_samples(tmp_path / "m.csv")
+
+
+def test_sample_paths_stay_valid_when_the_root_was_given_through_another_folder(tmp_path):
+    """split.csv records the paths: "cwd/../data/x.jpg" must not depend on cwd still existing."""
+    make_class_folders(tmp_path / "data", 4, 4)
+    (tmp_path / "old_cwd").mkdir()
+    samples, _ = find_samples(tmp_path / "old_cwd" / ".." / "data")
+    (tmp_path / "old_cwd").rmdir()
+    assert len(samples) == 8
+    assert all(".." not in s.path.split("/") and Path(s.path).is_file() for s in samples)
 
 
 def test_unknown_layout_and_missing_root_are_explained(tmp_path):

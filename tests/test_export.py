@@ -13,7 +13,7 @@ from torch import nn
 
 from deepfake import export as export_mod
 from deepfake.data import ImageDataset, Sample
-from deepfake.errors import ModelError
+from deepfake.errors import ImageError, ModelError
 from deepfake.export import export, load_checkpoint, write_onnx
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess, contract_metadata
@@ -132,6 +132,17 @@ def test_fp16_and_int8_variants_report_their_drop_and_keep_the_contract(trained_
         assert Predictor(path).preprocess == Predictor(out).preprocess
     printed = capsys.readouterr().out
     assert "fp16" in printed and "int8" in printed and "drop" in printed
+
+
+def test_an_evaluation_image_that_is_gone_is_named_and_nothing_is_written(trained_run, tmp_path):
+    run, data = trained_run
+    manifest = tmp_path / "eval.csv"
+    real = sorted((data / "Real").iterdir())[0]
+    manifest.write_text(f"path,label\n{real},real\n{tmp_path / 'moved' / 'gone.jpg'},fake\n")
+    out = tmp_path / "model.onnx"
+    with pytest.raises(ImageError, match=r"evaluation image .*moved/gone\.jpg: cannot read file"):
+        export(export_cfg(f"ckpt={run}/checkpoints/last.ckpt", f"out={out}", f"eval_data={manifest}"))
+    assert not out.exists()
 
 
 def test_bad_checkpoints_get_clear_errors(tmp_path):
