@@ -5,7 +5,7 @@
 
 import sys
 
-from deepfake.compare import main
+from deepfake.cli import compare
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(compare())

@@ -5,7 +5,7 @@
 
 import sys
 
-from deepfake.evaluate import main
+from deepfake.cli import evaluate
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(evaluate())

@@ -1,25 +1,25 @@
 """Export a checkpoint to ONNX: python export.py ckpt=<run>/checkpoints/last.ckpt out=model.onnx
 
-`python export.py --help` lists the options (configs/export.yaml). The work is done by deepfake.export.
+`python export.py --help` lists the options (deepfake.export.ExportOptions). The work is done by deepfake.export.
 """
 
 import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from deepfake.errors import UserError
+from deepfake.cli import hydra_command
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="export")
-def main(cfg: DictConfig) -> None:
+def main(cfg) -> None:
     from deepfake.export import export
 
-    try:
-        export(cfg)
-    except UserError as exc:
-        sys.exit(f"error: {exc}")
+    export(cfg)
+
+
+def schemas() -> None:
+    from deepfake.export import store_config
+
+    store_config()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(hydra_command(main, config_dir=Path(__file__).parent / "configs", config_name="export", schemas=schemas))

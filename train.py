@@ -5,25 +5,19 @@ Config groups live in configs/ (data, model, trainer, callbacks, logger, experim
 """
 
 import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from deepfake.errors import UserError
+from deepfake.cli import hydra_command
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg) -> None:
     from deepfake.training import train
 
-    try:
-        metrics = train(cfg)
-    except UserError as exc:
-        sys.exit(f"error: {exc}")
+    metrics = train(cfg)
     if metrics:
         print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
         print(f"run directory: {cfg.run_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(hydra_command(main, config_dir=Path(__file__).parent / "configs", config_name="train"))

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -31,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepfake.export import write_onnx  # noqa: E402
+from deepfake.models import create_model  # noqa: E402
 from deepfake.predictor import DEFAULT_MODEL, Predictor  # noqa: E402
 from deepfake.preprocess import Preprocess, contract_metadata  # noqa: E402
-from deepfake.training import build_network  # noqa: E402
+from deepfake.timing import median_seconds  # noqa: E402
+from deepfake.training import net_config  # noqa: E402
 
 # Targets of issue 3, for this 2-core machine.
 PEAK_GFLOPS = 2 * 2.6 * 64  # cores x GHz x fp32 FLOP/cycle (AVX-512 FMA, two units)
@@ -43,15 +43,7 @@ REFERENCE_PREDICT_MS = 47.0
 
 def timed(fn, *, min_time: float = 1.0, min_runs: int = 5, warmup: int = 3) -> float:
     """Median seconds per call over repeated runs lasting at least ``min_time``."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, runs=min_runs, min_time=min_time, warmup=warmup)
 
 
 def flops_per_image(net: torch.nn.Module, size: int) -> float:
@@ -85,12 +77,20 @@ def measure(name: str, predictor: Predictor, net: torch.nn.Module, min_time: flo
 
 def net_from_metadata(predictor: Predictor) -> torch.nn.Module:
     config = json.loads(predictor.metadata["model_config"])
-    return build_network(config, predictor.preprocess.image_size)
+    return create_model(**net_config(config), image_size=predictor.preprocess.image_size)
+
+
+def model_config(name: str) -> dict:
+    """configs/model/<name>.yaml as train.py composes it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}", "data.root=unused"])
+    return OmegaConf.to_container(cfg.model, resolve=True)
 
 
 def effb7_att_predictor(workdir: Path, size: int = 128) -> tuple[Predictor, torch.nn.Module]:
-    config = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "model" / "effb7_att.yaml"))
-    net = build_network({**config, "pretrained": False}, size).eval()
+    net = create_model(**model_config("effb7_att")["net"], image_size=size).eval()
     pre = Preprocess(size, net.mean, net.std)
     path = workdir / "effb7_att.onnx"
     write_onnx(net, pre, path, contract_metadata(pre, model_name="effb7_att"), opset=18)
@@ -99,12 +99,12 @@ def effb7_att_predictor(workdir: Path, size: int = 128) -> tuple[Predictor, torc
 
 def frontier(workdir: Path, config: dict, size: int, min_time: float) -> None:
     """The same architecture at growing widths: batch-1 latency against batch-64 GFLOP/s."""
-    print(f"\nfrontier: {config.get('name', config['arch'])} at {size} px, widths scaled (random weights)")
+    print(f"\nfrontier: {config['arch']} at {size} px, widths scaled (random weights)")
     print(f"{'widths':<18}{'MFLOP/img':>10}{'ort b1 ms':>11}{'ort GFLOP/s@64':>16}{'share of peak':>15}")
-    base = [int(w) for w in config.get("widths", (32, 64, 128))]
+    base = [int(w) for w in config["widths"]]
     for scale in (0.5, 1, 2, 3, 4):
         widths = [max(4, int(w * scale)) for w in base]
-        net = build_network({**config, "widths": widths}, size).eval()
+        net = create_model(**{**config, "widths": widths}, image_size=size).eval()
         pre = Preprocess(size, net.mean, net.std)
         path = workdir / f"frontier_{scale}.onnx"
         write_onnx(net, pre, path, contract_metadata(pre), opset=18)
@@ -141,7 +141,7 @@ def main() -> None:
     jpeg = jpeg_bytes()
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     predict_ms = 1e3 * timed(lambda: predictor.predict(jpeg), min_time=args.min_time)
-    decode_ms = 1e3 * timed(lambda: predictor.prepare(jpeg), min_time=args.min_time)
+    decode_ms = 1e3 * timed(lambda: predictor.model_input(jpeg), min_time=args.min_time)
     print(
         f"\nPredictor.predict(bytes of a {decoded.shape[1]}x{decoded.shape[0]} JPEG, {len(jpeg) / 1e3:.1f} kB), "
         f"{predictor.model_name}: {predict_ms:.3f} ms per image (decode + preprocess {decode_ms:.3f} ms)"
@@ -155,12 +155,12 @@ def main() -> None:
             effb7, net = effb7_att_predictor(Path(tmp))
             rows.append(measure("effb7_att", effb7, net, args.min_time))
 
-    if args.frontier and "widths" not in json.loads(predictor.metadata["model_config"]):
+    net_options = net_config(json.loads(predictor.metadata["model_config"]))
+    if args.frontier and "widths" not in net_options:
         print("\nfrontier: skipped, the model's architecture has no widths option")
     elif args.frontier:
         with tempfile.TemporaryDirectory() as tmp:
-            config = json.loads(predictor.metadata["model_config"])
-            frontier(Path(tmp), config, predictor.preprocess.image_size, args.min_time)
+            frontier(Path(tmp), net_options, predictor.preprocess.image_size, args.min_time)
 
     header = (
         f"\n{'model':<22}{'px':>4}{'MFLOP/img':>11}{'ort b1 ms':>11}{'torch b1 ms':>13}{'b1 ratio':>10}"

@@ -10,16 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from deepfake.cli import positive_int, run_command
 from deepfake.curves import model_name, read_epoch_metrics
-from deepfake.errors import DataError, UserError, run_command
+from deepfake.data import find_samples
+from deepfake.errors import DataError, UserError
+from deepfake.evaluate import export_checkpoint
+from deepfake.images import read_image
+from deepfake.predictor import Predictor
+from deepfake.timing import median_seconds
+from deepfake.training import load_checkpoint, resolve_checkpoint
 
 METRICS = ("auroc", "acc", "precision", "recall", "f1")
 TIMING_RUNS = 50
@@ -52,9 +57,6 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 def _timing_image(run: Path, size: int) -> np.ndarray:
     """A real test image of the run when its split.csv still points at readable files, else fixed noise."""
-    from deepfake.data import find_samples
-    from deepfake.preprocess import read_image
-
     split = run / "split.csv"
     if split.is_file():
         try:
@@ -65,23 +67,12 @@ def _timing_image(run: Path, size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def _median_ms(fn, runs: int = TIMING_RUNS, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+def _median_ms(fn) -> float:
+    return 1e3 * median_seconds(fn, runs=TIMING_RUNS, warmup=5)
 
 
 def summarise_run(run: Path, workdir: Path, threads: int = 1) -> dict:
     """One row of the comparison. A run without metrics.json is reported as failed, never raised."""
-    from deepfake.evaluate import export_checkpoint
-    from deepfake.export import load_checkpoint, resolve_checkpoint
-    from deepfake.predictor import Predictor
-
     row: dict = {"run": run.name, "path": str(run), "model": model_name(run) or run.name.partition("_")[2] or run.name}
     epochs = read_epoch_metrics(run)
     row["epochs"] = sum(1 for m in epochs.values() if "train/loss" in m)
@@ -95,25 +86,27 @@ def summarise_run(run: Path, workdir: Path, threads: int = 1) -> dict:
         saved = json.loads(metrics_file.read_text())
         row.update({m: float(saved[f"test/{m}"]) for m in METRICS})
         ckpt = resolve_checkpoint(run)
-        detector = load_checkpoint(ckpt)
+        checkpoint = load_checkpoint(ckpt)
     except (ValueError, KeyError, UserError) as exc:
         row["status"] = f"failed: {exc}"
         return row
     row["status"] = "ok"
     row["checkpoint"] = str(ckpt)
-    row["parameters"] = sum(p.numel() for p in detector.net.parameters())
-    row["image_size"] = detector.preprocess.image_size
-    image = _timing_image(run, detector.preprocess.image_size)
+    row["parameters"] = sum(p.numel() for p in checkpoint.net.parameters())
+    row["image_size"] = checkpoint.preprocess.image_size
+    image = _timing_image(run, checkpoint.preprocess.image_size)
     onnx_path = workdir / f"{run.name}.onnx"
     try:
-        export_checkpoint(ckpt, onnx_path, detector=detector)
+        export_checkpoint(ckpt, onnx_path, checkpoint=checkpoint)
     except Exception as exc:  # an architecture the exporter cannot trace: fall back to the checkpoint and eager torch
         print(f"warning: {run.name}: ONNX export failed ({str(exc).splitlines()[0]}); timing PyTorch", file=sys.stderr)
         import torch
 
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            row["ms_per_image"] = _median_ms(lambda: detector.net(torch.from_numpy(detector.preprocess(image))[None]))
+            row["ms_per_image"] = _median_ms(
+                lambda: checkpoint.net(torch.from_numpy(checkpoint.preprocess(image))[None])
+            )
         row.update(size_mb=ckpt.stat().st_size / 1e6, size_of="checkpoint", timed_with="torch eager")
         return row
     predictor = Predictor(onnx_path, providers=["CPUExecutionProvider"], threads=threads)
@@ -247,11 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("runs", nargs="+", help="a Hydra multirun directory, or run directories")
     parser.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: the first argument)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the timing (default: 1)")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads {args.threads} must be at least 1")
-    return args
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the timing (default: 1)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from deepfake.errors import DataError, ImageError
-from deepfake.preprocess import FAKE, LABELS, REAL, Preprocess, check_image_file, read_image
+from deepfake.images import check_image_file, list_files, read_image
+from deepfake.preprocess import FAKE, LABELS, REAL, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ def find_samples(
 
     Returns the samples and the name of the layout found ("folders", "presplit"
     or "manifest"). Samples without a split in the source are split here,
-    stratified by class and reproducible from ``seed``.
+    stratified by class and reproducible from ``seed``; a pre-split tree without
+    a validation folder gives ``val_fraction`` of its training images to validation.
+    The defaults are those of configs/data/default.yaml and train.yaml, for
+    commands that read a dataset as training split it (evaluate.py, export.py).
     """
     _check_fractions(val_fraction, test_fraction)
     # Resolved: split.csv records these paths, and "/old/cwd/../data/x.jpg" breaks when /old/cwd goes away.
@@ -64,7 +68,7 @@ def find_samples(
     if root.is_file():
         samples, layout = _read_manifest(root), "manifest"
     else:
-        samples, layout = _scan_tree(root)
+        samples, layout = _scan_tree(root, val_fraction, seed)
     unsplit = [s for s in samples if not s.split]
     if unsplit:
         samples = [s for s in samples if s.split] + stratified_split(
@@ -107,7 +111,7 @@ def _class_folders(folder: Path) -> dict[int, Path] | None:
     return found if len(found) == 2 else None
 
 
-def _scan_tree(root: Path) -> tuple[list[Sample], str]:
+def _scan_tree(root: Path, val_fraction: float, seed: int) -> tuple[list[Sample], str]:
     classes = _class_folders(root)
     if classes:
         return _list_classes(classes, split=""), "folders"
@@ -123,15 +127,17 @@ def _scan_tree(root: Path) -> tuple[list[Sample], str]:
         if missing:
             raise DataError(f"{root} is a pre-split tree but has no {' or '.join(sorted(missing))} folder")
         if "val" not in split_dirs:
-            log.warning("%s has no Validation/ folder: validation is taken from Train/", root)
+            log.warning(
+                "%s has no Validation/ folder: data.val_fraction=%g of Train/ is validation", root, val_fraction
+            )
             train = [s for s in samples if s.split == "train"]
-            carved = stratified_split(train, val_fraction=0.1, test_fraction=0.0)
+            carved = stratified_split(train, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
             samples = [s for s in samples if s.split != "train"] + carved
         return samples, "presplit"
     # Archives often unpack to a single wrapping folder (Kaggle's "Dataset/").
     subs = list(_subdirs(root).values())
     if len(subs) == 1:
-        return _scan_tree(subs[0])
+        return _scan_tree(subs[0], val_fraction, seed)
     raise DataError(
         f"data.root={root}: no dataset layout found. Expected Real/ and Fake/ folders, "
         "Train/ Validation/ Test/ folders each holding Real/ and Fake/, or a CSV manifest "
@@ -140,14 +146,8 @@ def _scan_tree(root: Path) -> tuple[list[Sample], str]:
 
 
 def _list_classes(classes: dict[int, Path], split: str) -> list[Sample]:
-    samples = []
-    for label, folder in sorted(classes.items()):
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            samples += [
-                Sample(os.path.join(dirpath, f), label, split) for f in sorted(filenames) if not f.startswith(".")
-            ]
-    return samples
+    # Every file, not only image suffixes: a stray non-image is reported as skipped, not silently ignored.
+    return [Sample(path, label, split) for label, folder in sorted(classes.items()) for path in list_files(folder)]
 
 
 def _read_manifest(path: Path) -> list[Sample]:
@@ -194,9 +194,9 @@ def _parse_split(value: str, path: Path, lineno: int) -> str:
 
 
 def drop_bad_files(samples: Sequence[Sample], *, workers: int = 16) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """Split samples into usable ones and (path, reason) for unreadable or non-image files.
+    """Split samples into usable ones and (path, reason) for unreadable, non-image or oversized files.
 
-    Reads only each file's first and last bytes, in threads, so it stays quick on
+    Reads only each file's header and last kilobyte, in threads, so it stays quick on
     large datasets; anything that still fails to decode later is dropped from its batch.
     """
     paths = [s.path for s in samples]
@@ -318,16 +318,18 @@ def resolve_num_workers(value) -> int:
 
 
 class DeepfakeDataModule(L.LightningDataModule):
+    """Batches of one dataset root for Lightning; its settings are the ``data`` config group's."""
+
     def __init__(
         self,
         root: str,
         preprocess: Preprocess,
         *,
-        batch_size: int = 32,
-        num_workers: int | str = "auto",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 42,
+        batch_size: int,
+        num_workers: int | str,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
         augment: dict | None = None,
         pin_memory: bool | None = None,
     ):
@@ -348,7 +350,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.layout = ""
         self.datasets: dict[str, ImageDataset] = {}
 
-    def prepare(self) -> None:
+    def collect_samples(self) -> None:
         """Find, check and split the samples. Idempotent; cheap to call twice."""
         if self.samples:
             return
@@ -376,7 +378,7 @@ class DeepfakeDataModule(L.LightningDataModule):
         }
 
     def setup(self, stage: str | None = None) -> None:
-        self.prepare()
+        self.collect_samples()
         augment = build_augment(self.augment_cfg, self.preprocess.image_size)
         for split in SPLITS:
             subset = [s for s in self.samples if s.split == split]

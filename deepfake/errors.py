@@ -1,7 +1,4 @@
-"""Errors a user can fix. Entry points print their message without a traceback."""
-
-import sys
-from collections.abc import Callable
+"""Errors a user can fix. Commands print their message as one line, without a traceback (deepfake.cli)."""
 
 
 class UserError(ValueError):
@@ -22,15 +19,3 @@ class ModelError(UserError):
 
 class ConfigError(UserError):
     """A config value that cannot work."""
-
-
-def run_command(work: Callable[[], int | None]) -> int:
-    """A command line's exit status: ``work``'s own (None: 0); 2 with one ``error: ...`` line on stderr
-    for a UserError; 130 on Ctrl-C, as shells report it."""
-    try:
-        return work() or 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

@@ -5,7 +5,8 @@
 Every image is scored through the one contract, :class:`deepfake.predictor.Predictor`. An ONNX
 file is used as it is; a checkpoint or run directory is first exported to a temporary ONNX file
 with :func:`deepfake.export.export` (which checks it against PyTorch), so a checkpoint and its
-export give the same numbers, and any exported model can be tested on any dataset.
+export give the same numbers, and any exported model can be tested on any dataset. The figures
+come from :mod:`deepfake.metrics`, the perturbations from :mod:`deepfake.robustness`.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deepfake import robustness as rb
+from deepfake.cli import add_scoring_options, run_command
 from deepfake.data import SPLITS, Sample, find_samples
-from deepfake.errors import DataError, ImageError, ModelError, run_command
+from deepfake.errors import DataError, ImageError, ModelError
+from deepfake.images import read_image
+from deepfake.metrics import binary_metrics, roc_curve
 from deepfake.predictor import Predictor, default_model_path
-from deepfake.preprocess import LABELS, read_image
-
-# An image perturbation: uint8 RGB (H, W, 3) and a generator seeded per image -> uint8 RGB.
-Perturbation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+from deepfake.preprocess import LABELS
+from deepfake.robustness import Perturbation
 
 SHOW_SKIPPED = 5
 
@@ -38,14 +41,14 @@ SHOW_SKIPPED = 5
 # The model: an ONNX file, or a checkpoint exported to one
 
 
-def export_checkpoint(ckpt: str | Path, out: Path, threshold: float = 0.5, detector=None) -> Path:
+def export_checkpoint(ckpt: str | Path, out: Path, checkpoint=None) -> Path:
     """Export a checkpoint or run directory to ``out`` with export.py's code and defaults (parity-checked);
-    ``detector``: the checkpoint already loaded (deepfake.export.load_checkpoint), if the caller has it."""
-    from deepfake.export import export, export_config
+    ``checkpoint``: the checkpoint already loaded (deepfake.training.load_checkpoint), if the caller has it."""
+    from deepfake.export import export
 
     # export() narrates on stdout; keep stdout for this command's own results.
     with contextlib.redirect_stdout(sys.stderr):
-        export(export_config(ckpt=str(ckpt), out=str(out), threshold=threshold), detector)
+        export(ckpt=str(ckpt), out=str(out), checkpoint=checkpoint)
     return out
 
 
@@ -117,7 +120,7 @@ def score(
         except ImageError as exc:
             return str(exc)
 
-    def prepare(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
+    def model_input(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
         return predictor.preprocess(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
 
     workers = workers or min(8, os.cpu_count() or 1)
@@ -134,91 +137,13 @@ def score(
                     decoded.append((index, rgb))
             for name, perturb in conditions.items():
                 if decoded:
-                    inputs = list(pool.map(lambda item, p=perturb: prepare(p, *item), decoded))
+                    inputs = list(pool.map(lambda item, p=perturb: model_input(p, *item), decoded))
                     chunks[name].append(predictor.p_fake(np.stack(inputs), batch_size))
             bar.update(len(batch))
     if not kept:
         raise DataError(f"none of the {len(samples)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})")
     p_fake = {name: np.concatenate(parts) for name, parts in chunks.items()}
     return Scores([s.path for s in kept], np.array([s.label for s in kept], np.int64), p_fake, skipped)
-
-
-# ---------------------------------------------------------------------------
-# Metrics
-
-
-def equal_error_rate(p_fake, labels) -> tuple[float, float]:
-    """(EER, threshold): where the false positive rate (reals called fake) equals the false negative
-    rate (fakes passed as real), linearly interpolated between the two ROC points around the
-    crossing; the threshold is that of the nearer point."""
-    import torch
-    from torchmetrics.functional.classification import binary_roc
-
-    fpr, tpr, thresholds = binary_roc(torch.as_tensor(p_fake), torch.as_tensor(labels))
-    fpr, fnr, thresholds = fpr.double().numpy(), 1.0 - tpr.double().numpy(), thresholds.double().numpy()
-    diff = fnr - fpr  # 1 at the strictest threshold, -1 at the loosest, never increasing in between
-    i = int(np.argmax(diff <= 0))
-    if i == 0 or diff[i] == 0:
-        return float(fpr[i]), float(thresholds[i])
-    t = diff[i - 1] / (diff[i - 1] - diff[i])
-    eer = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
-    return float(eer), float(thresholds[i] if t >= 0.5 else thresholds[i - 1])
-
-
-def binary_metrics(p_fake, labels, threshold: float = 0.5) -> dict:
-    """Accuracy, precision, recall, F1 (fake = positive, at ``threshold``), ROC AUC, average precision,
-    EER, the confusion matrix and a per-class report. Ranking metrics are None when one class is absent."""
-    import torch
-    from torchmetrics.functional import classification as C
-
-    p = torch.as_tensor(np.asarray(p_fake, np.float32))
-    y = torch.as_tensor(np.asarray(labels, np.int64))
-    both = bool((y == 0).any() and (y == 1).any())
-    metrics = {
-        "threshold": float(threshold),
-        "n_images": len(y),
-        "n_real": int((y == 0).sum()),
-        "n_fake": int((y == 1).sum()),
-        "accuracy": float(C.binary_accuracy(p, y, threshold)),
-        "precision": float(C.binary_precision(p, y, threshold)),
-        "recall": float(C.binary_recall(p, y, threshold)),
-        "f1": float(C.binary_f1_score(p, y, threshold)),
-        "roc_auc": float(C.binary_auroc(p, y)) if both else None,
-        "average_precision": float(C.binary_average_precision(p, y)) if both else None,
-        "eer": None,
-        "eer_threshold": None,
-    }
-    if both:
-        metrics["eer"], metrics["eer_threshold"] = equal_error_rate(p, y)
-    matrix = C.binary_confusion_matrix(p, y, threshold).tolist()
-    metrics["confusion_matrix"] = {"labels": list(LABELS), "rows": "true", "columns": "predicted", "matrix": matrix}
-    metrics["classification_report"] = classification_report((p >= threshold).long(), y)
-    return metrics
-
-
-def classification_report(predicted, labels) -> dict:
-    """Precision, recall, F1 and support per class (real, fake), their macro and support-weighted averages."""
-    from torchmetrics.functional import classification as C
-
-    per_class = {
-        name: fn(predicted, labels, num_classes=2, average=None).tolist()
-        for name, fn in (
-            ("precision", C.multiclass_precision),
-            ("recall", C.multiclass_recall),
-            ("f1", C.multiclass_f1_score),
-        )
-    }
-    support = [int((labels == k).sum()) for k in range(2)]
-    report = {
-        label: {**{m: float(v[k]) for m, v in per_class.items()}, "support": support[k]}
-        for k, label in enumerate(LABELS)
-    }
-    total = sum(support) or 1
-    report["macro avg"] = {m: float(np.mean(v)) for m, v in per_class.items()} | {"support": sum(support)}
-    report["weighted avg"] = {m: float(np.dot(v, support) / total) for m, v in per_class.items()} | {
-        "support": sum(support)
-    }
-    return report
 
 
 # ---------------------------------------------------------------------------
@@ -231,11 +156,11 @@ def _fmt(value) -> str:
 
 def format_table(metrics: dict) -> str:
     rows = [
-        ("accuracy", metrics["accuracy"]),
+        ("accuracy", metrics["acc"]),
         ("precision (fake)", metrics["precision"]),
         ("recall (fake)", metrics["recall"]),
         ("F1 (fake)", metrics["f1"]),
-        ("ROC AUC", metrics["roc_auc"]),
+        ("ROC AUC", metrics["auroc"]),
         ("average precision", metrics["average_precision"]),
         ("EER", metrics["eer"]),
         ("EER threshold", metrics["eer_threshold"]),
@@ -257,16 +182,14 @@ def format_table(metrics: dict) -> str:
 
 
 def plot_roc(p_fake, labels, metrics: dict, title: str, out: Path) -> None:
-    import torch
     from matplotlib.figure import Figure
-    from torchmetrics.functional.classification import binary_roc
 
     fig = Figure(figsize=(5.5, 5.5), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance (AUC = 0.5)")
-    if metrics["roc_auc"] is not None:
-        fpr, tpr, _ = binary_roc(torch.as_tensor(p_fake), torch.as_tensor(labels))
-        ax.plot(fpr.numpy(), tpr.numpy(), color="C0", lw=2, label=f"ROC (AUC = {metrics['roc_auc']:.3f})")
+    if metrics["auroc"] is not None:
+        fpr, tpr = roc_curve(p_fake, labels)
+        ax.plot(fpr, tpr, color="C0", lw=2, label=f"ROC (AUC = {metrics['auroc']:.3f})")
         eer = metrics["eer"]
         ax.plot([eer], [1 - eer], "o", color="C3", label=f"EER = {eer:.3f} (threshold {metrics['eer_threshold']:.3f})")
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
@@ -334,8 +257,6 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Score ``data`` with ``model``, write the report files into ``out``, print the tables. Returns metrics.json."""
-    from deepfake import robustness as rb
-
     samples, layout = select_samples(data, split, seed)
     with tempfile.TemporaryDirectory() as workdir:
         predictor = open_model(model, Path(workdir), threshold)
@@ -368,7 +289,7 @@ def evaluate(
     )
     print(format_table(metrics))
     if robustness:
-        rows = rb.robustness_rows(scores, predictor.threshold)
+        rows = rb.robustness_rows(scores.p_fake, scores.labels, predictor.threshold)
         rb.write_robustness(rows, out, title)
         print("\nrobustness (perturbation applied to the decoded image before the model's preprocessing)")
         print(rb.format_markdown(rows))
@@ -383,8 +304,6 @@ def evaluate(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from deepfake.robustness import NOISE_SIGMA
-
     parser = argparse.ArgumentParser(
         description=(
             "Evaluate a real/fake detector on a labelled dataset: accuracy, precision, recall, F1, ROC AUC,\n"
@@ -422,19 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--robustness",
         action="store_true",
         help="also score under JPEG quality 90/70/50, Gaussian blur sigma 1/2, downscale by half and back, "
-        f"and Gaussian noise (sigma {NOISE_SIGMA:g} on 0-255)",
+        f"and Gaussian noise (sigma {rb.NOISE_SIGMA:g} on 0-255)",
     )
-    parser.add_argument(
-        "--threshold", type=float, default=None, help="decision threshold on p_fake (default: the model's own)"
-    )
+    add_scoring_options(parser, batch_size=64)
     parser.add_argument("--seed", type=int, default=42, help="seed of the split of a plain folder (training's: 42)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per onnxruntime call (default: 64)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size {args.batch_size} must be at least 1")
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        parser.error(f"--threshold {args.threshold} must be strictly between 0 and 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

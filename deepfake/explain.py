@@ -20,6 +20,7 @@ so ``attention`` on an ONNX file stays torch-free.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,14 +28,14 @@ import cv2
 import numpy as np
 
 from deepfake.errors import UserError
-from deepfake.preprocess import to_rgb
+from deepfake.images import encode_image, to_rgb
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from deepfake.export import Detector
     from deepfake.predictor import Predictor
+    from deepfake.training import Checkpoint
 
 METHODS = ("occlusion", "gradcam", "ig", "attention")
 ONNX_METHODS = ("occlusion", "attention")
@@ -59,15 +60,21 @@ class Explanation:
 
     def png(self) -> bytes:
         """The overlay encoded as PNG."""
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(self.overlay, cv2.COLOR_RGB2BGR))
-        if not ok:  # pragma: no cover - OpenCV fails only on impossible shapes
-            raise UserError(f"could not encode a {self.overlay.shape} overlay as PNG")
-        return buf.tobytes()
+        return encode_image(self.overlay, ".png")
+
+
+def captum_installed() -> bool:
+    """Occlusion runs Captum, which comes with the train extra; a base install explains with attention only."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "captum"))
 
 
 def supported_methods(predictor: Predictor) -> tuple[str, ...]:
-    """The methods :func:`explain_onnx` can run on this model file."""
-    return ONNX_METHODS if predictor.has_attention else ONNX_METHODS[:1]
+    """The methods :func:`explain_onnx` can run on this model file with what is installed."""
+    return tuple(
+        method
+        for method, usable in (("occlusion", captum_installed()), ("attention", predictor.has_attention))
+        if usable
+    )
 
 
 def check_onnx_method(predictor: Predictor, method: str) -> None:
@@ -77,6 +84,10 @@ def check_onnx_method(predictor: Predictor, method: str) -> None:
         return
     if method == "attention":
         raise UserError(_no_attention(f"model {predictor.model_name} ({predictor.path.name})"))
+    if method == "occlusion":
+        raise UserError(
+            "occlusion needs torch and captum, which the base install leaves out: pip install 'deepfake[train]'"
+        )
     raise UserError(
         f"explanation {method!r} follows gradients, which an ONNX file does not have: "
         "give the training checkpoint instead (infer.py --ckpt); ONNX models support "
@@ -88,7 +99,7 @@ def explain_onnx(predictor: Predictor, image, method: str = "occlusion") -> Expl
     """Explain an ONNX model's verdict on ``image`` (path, bytes, RGB uint8 array or PIL image)."""
     check_onnx_method(predictor, method)
     rgb = to_rgb(image)
-    x = predictor.prepare(rgb)[None]
+    x = predictor.model_input(rgb)[None]
     if method == "attention":
         p, mask = predictor.p_fake_with_attention(x)
         return make_explanation(method, rgb, mask[0], float(p[0]))
@@ -102,21 +113,22 @@ def explain_onnx(predictor: Predictor, image, method: str = "occlusion") -> Expl
     return make_explanation(method, rgb, _occlusion(forward, x), p)
 
 
-def explain_checkpoint(detector_or_ckpt_path: Detector | str, image, method: str) -> Explanation:
-    """Explain a checkpoint's verdict (a Detector from deepfake.export.load_checkpoint, a .ckpt or a run directory)."""
+def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Explanation:
+    """Explain a checkpoint's verdict (a Checkpoint from deepfake.training.load_checkpoint, a .ckpt or a run
+    directory)."""
     import torch
 
-    from deepfake.export import load_checkpoint, returns_attention
+    from deepfake.models import returns_attention
+    from deepfake.training import load_checkpoint
 
     _check_method(method)
-    detector = detector_or_ckpt_path
-    if not hasattr(detector, "net"):
-        detector = load_checkpoint(detector_or_ckpt_path)
-    net = detector.net.eval()
+    if not hasattr(checkpoint, "net"):
+        checkpoint = load_checkpoint(checkpoint)
+    net = checkpoint.net.eval()
     if method == "attention" and not returns_attention(net):
-        raise UserError(_no_attention(f"model {detector.name}"))
+        raise UserError(_no_attention(f"model {checkpoint.name}"))
     rgb = to_rgb(image)
-    x = torch.from_numpy(detector.preprocess(rgb)[None])
+    x = torch.from_numpy(checkpoint.preprocess(rgb)[None])
     with torch.no_grad():
         p = float(torch.sigmoid(net(x))[0])
 

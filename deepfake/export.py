@@ -1,107 +1,117 @@
 """From a training checkpoint to a self-describing ONNX file, checked against PyTorch.
 
-``export(cfg)`` loads the checkpoint (weights only, never unpickling code), writes ONNX
-with a dynamic batch axis and the preprocessing contract in ``metadata_props``, checks
-it with ``onnx.checker``, and compares onnxruntime with PyTorch on real and random
-inputs: the file is only kept when max |delta p_fake| is within tolerance. Optional fp16
-and int8 variants report their accuracy and AUROC drop on an evaluation set.
+    from deepfake.export import export
+    export(ckpt="runs/hfnet/<run>", out="model.onnx", int8=True)     # or: python export.py ckpt=... out=...
+
+:func:`export` reads the checkpoint with :func:`deepfake.training.load_checkpoint` (weights only,
+never unpickling code, never fetching pretrained weights), writes ONNX with a dynamic batch axis
+and the preprocessing contract in ``metadata_props``, checks it with ``onnx.checker``, and compares
+onnxruntime with PyTorch on real and random inputs: the file is only kept when max |delta p_fake|
+is within tolerance. Optional fp16 and int8 variants report their accuracy and AUROC drop on an
+evaluation set. Its options are :class:`ExportOptions`, which Hydra also reads for export.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import inspect
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
 import torch
-from omegaconf import OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
-from deepfake import __version__, bundled_file
-from deepfake.data import find_samples
+from deepfake import __version__
+from deepfake.data import SPLITS, find_samples
 from deepfake.errors import ConfigError, ImageError, ModelError
+from deepfake.images import read_image
+from deepfake.metrics import scores
+from deepfake.models import returns_attention
 from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
-from deepfake.preprocess import INPUT_NAME, LOGIT_NAME, OUTPUT_NAME, Preprocess, contract_metadata, read_image
-from deepfake.training import build_network
+from deepfake.preprocess import (
+    DEFAULT_THRESHOLD,
+    INPUT_NAME,
+    LOGIT_NAME,
+    OUTPUT_NAME,
+    Preprocess,
+    check_threshold,
+    contract_metadata,
+)
+from deepfake.training import Checkpoint, load_checkpoint
 
 MIN_OPSET = 17
-# export.py's options and their defaults; export_config() gives them to callers that export without Hydra.
-CONFIG_FILE = bundled_file("configs/export.yaml")
+PARITY_IMAGES = 32
+CALIBRATION_IMAGES = 64
+T = TypeVar("T")
 
 
 @dataclass
-class Detector:
-    """A network rebuilt from a checkpoint, with everything export needs to describe it."""
+class ExportOptions:
+    """What export.py and :func:`export` take. Hydra reads this class as the schema of configs/export.yaml,
+    so ``python export.py --help`` lists these fields with their defaults."""
 
-    net: nn.Module
-    preprocess: Preprocess
-    config: dict  # the model config it was trained with (configs/model/*.yaml, resolved)
-    run_dir: Path | None  # the training run the checkpoint came from, when it can be found
+    # Checkpoint to export (written by train.py), or a run directory: its best checkpoint (metrics.json).
+    ckpt: str = MISSING
+    # Where the ONNX file goes; fp16/int8 variants land beside it as <name>.fp16.onnx, <name>.int8.onnx.
+    out: str = "model.onnx"
+    opset: int = 18
+    # Stored in the file: p_fake >= threshold reads as "fake".
+    threshold: float = DEFAULT_THRESHOLD
+    # The export fails (and writes nothing) when onnxruntime and PyTorch differ by more than this in p_fake.
+    tolerance: float = 1.0e-4
+    fp16: bool = False
+    int8: bool = False
+    # Evaluation set for parity images and the fp16/int8 accuracy report: any dataset layout train.py reads.
+    # Unset: the test split of the run the checkpoint came from (its split.csv).
+    eval_data: str | None = None
+    # With eval_data: only this split (train, val, test); unset: the whole folder.
+    eval_split: str | None = None
+    # Cap on evaluation images (an even sample), to keep big folders quick; null for all.
+    max_eval_images: int | None = 2000
 
-    @property
-    def name(self) -> str:
-        return str(self.config.get("name", self.config.get("arch")))
-
-    def run_file(self, name: str) -> Path | None:
-        path = self.run_dir / name if self.run_dir else None
-        return path if path and path.is_file() else None
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file as given, or for a run directory its best checkpoint (from metrics.json), else last.ckpt."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    metrics = path / "metrics.json"
-    best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
-    if best and Path(best).is_file():
-        return Path(best)
-    if (path / "checkpoints" / "last.ckpt").is_file():
-        return path / "checkpoints" / "last.ckpt"
-    raise ModelError(f"ckpt={path} is a directory without metrics.json's best checkpoint or checkpoints/last.ckpt")
-
-
-def load_checkpoint(path: str | os.PathLike) -> Detector:
-    """Rebuild the network of a Lightning checkpoint written by train.py, in eval mode on CPU.
-
-    ``path`` may also be a run directory: its best checkpoint is used.
-    """
-    path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise ModelError(f"ckpt={path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, truncated file, or a pickle that would need code to load
-        raise ModelError(
-            f"ckpt={path} is corrupt or not a checkpoint written by train.py "
-            "(it is read with weights_only=True, which never runs code from the file)"
-        ) from exc
-    try:
-        hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
-        model_cfg, image_size = dict(hparams["model"]), int(hparams["image_size"])
-        preprocess = Preprocess(**ckpt["preprocess"])
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"ckpt={path} was not written by train.py (missing {exc})") from exc
-    net = build_network(model_cfg, image_size)
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise ModelError(f"ckpt={path}: weights do not fit model {model_cfg.get('name')}: {exc}") from exc
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Detector(net.eval(), preprocess, model_cfg, run_dir)
+    def __post_init__(self) -> None:
+        if self.ckpt in (None, "", MISSING):
+            raise ConfigError("ckpt=<a .ckpt written by train.py, or its run directory> is required")
+        if int(self.opset) < MIN_OPSET:
+            raise ConfigError(f"opset={self.opset}: ONNX opset {MIN_OPSET} or later is required")
+        self.threshold = check_threshold(self.threshold)
+        if not float(self.tolerance) > 0:
+            raise ConfigError(f"tolerance={self.tolerance} must be positive")
+        if self.eval_split not in (None, *SPLITS):
+            raise ConfigError(f"eval_split={self.eval_split} is not one of {', '.join(SPLITS)}")
+        if self.max_eval_images is not None and int(self.max_eval_images) < 1:
+            raise ConfigError(f"max_eval_images={self.max_eval_images} must be at least 1, or null for all")
 
 
-def returns_attention(net: nn.Module) -> bool:
-    """Whether the network can return its attention mask: ``forward(x, return_mask=True)`` (models/attention.py)."""
-    return "return_mask" in inspect.signature(net.forward).parameters
+def store_config() -> None:
+    """Register :class:`ExportOptions` with Hydra as ``export_options``, the schema configs/export.yaml uses."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="export_options", node=ExportOptions)
+
+
+def options_from(cfg: ExportOptions | DictConfig | None, fields: dict) -> ExportOptions:
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_object(cfg) if OmegaConf.get_type(cfg) is ExportOptions else ExportOptions(**cfg)
+    if cfg is None:
+        return ExportOptions(**fields)
+    return dataclasses.replace(cfg, **fields) if fields else cfg
+
+
+def evenly(items: Sequence[T], n: int | None) -> list[T]:
+    """At most ``n`` items spread evenly over ``items`` (all of them when ``n`` is None)."""
+    if n is None or len(items) <= n:
+        return list(items)
+    return list(items[:: len(items) // n][:n])
 
 
 class WithProbability(nn.Module):
@@ -187,27 +197,18 @@ def torch_p_fake(net: nn.Module, batch: np.ndarray, batch_size: int = 64) -> np.
     return torch.cat(chunks).numpy()
 
 
-def eval_samples(cfg, detector: Detector) -> tuple[list[str], np.ndarray, str]:
+def eval_samples(options: ExportOptions, checkpoint: Checkpoint) -> tuple[list[str], np.ndarray, str]:
     """The evaluation set: ``eval_data`` (any layout, ``eval_split`` or all of it), else the run's test split."""
-    root, split = cfg.get("eval_data"), cfg.get("eval_split")
+    root, split = options.eval_data, options.eval_split
     if not root:
-        root, split = detector.run_file("split.csv"), "test"
+        root, split = checkpoint.run_file("split.csv"), "test"
         if root is None:
             return [], np.zeros(0), "none"
     samples, _ = find_samples(root)
     if split:
         samples = [s for s in samples if s.split == split]
-    limit = cfg.get("max_eval_images")
-    if limit:
-        samples = samples[:: max(1, len(samples) // int(limit))][: int(limit)]
+    samples = evenly(samples, options.max_eval_images)
     return [s.path for s in samples], np.array([s.label for s in samples]), f"{root}" + (f" [{split}]" if split else "")
-
-
-def binary_scores(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    from torchmetrics.functional.classification import binary_accuracy, binary_auroc
-
-    p, y = torch.from_numpy(np.asarray(p_fake, np.float32)), torch.from_numpy(labels.astype(np.int64))
-    return {"acc": float(binary_accuracy(p, y, threshold=threshold)), "auroc": float(binary_auroc(p, y))}
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -215,77 +216,75 @@ def _replace(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def export_config(**values):
-    """configs/export.yaml as ``python export.py`` sees it, with ``values`` set: evaluate.py and compare.py
-    export checkpoints with the same defaults as the command, not a copy of them."""
-    cfg = OmegaConf.load(CONFIG_FILE)
-    for key in ("defaults", "hydra"):  # Hydra's own settings, not export options
-        cfg.pop(key, None)
-    return OmegaConf.merge(cfg, values)
+def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: Checkpoint | None = None, **fields):
+    """Write ``out`` (and fp16/int8 variants when asked). Returns the figures it printed.
 
-
-def export(cfg, detector: Detector | None = None) -> dict:
-    """Write ``cfg.out`` (and fp16/int8 variants when asked). Returns the figures it printed.
-
-    ``detector``: ``cfg.ckpt`` already loaded, for callers that hold it (compare.py), so it is not read twice.
+    Options come as keywords (``export(ckpt=..., out=...)``), as an :class:`ExportOptions`, or as the config
+    export.py composes. ``checkpoint``: ``ckpt`` already loaded, for callers that hold it, so it is not read twice.
     """
-    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
-        raise ConfigError("ckpt=<path to a .ckpt written by train.py> is required")
-    detector = detector or load_checkpoint(cfg.ckpt)
-    out = Path(cfg.out)
-    tolerance, threshold = float(cfg.tolerance), float(cfg.threshold)
+    options = options_from(options, fields)
+    checkpoint = checkpoint or load_checkpoint(options.ckpt)
+    out = Path(options.out)
     train_metrics = {}
-    if metrics_file := detector.run_file("metrics.json"):
+    if metrics_file := checkpoint.run_file("metrics.json"):
         train_metrics = json.loads(metrics_file.read_text())
     test = {k.removeprefix("test/"): round(v, 4) for k, v in train_metrics.items() if k.startswith("test/")}
     metadata = contract_metadata(
-        detector.preprocess,
-        threshold,
-        model_name=detector.name,
-        model_config=detector.config,
+        checkpoint.preprocess,
+        options.threshold,
+        model_name=checkpoint.name,
+        model_config=checkpoint.config,
         data=train_metrics.get("data", {}),
         test_metrics=test,
-        parameters=str(sum(p.numel() for p in detector.net.parameters())),
+        parameters=str(sum(p.numel() for p in checkpoint.net.parameters())),
         producer=f"deepfake {__version__} export.py",
         created=datetime.date.today().isoformat(),
     )
 
-    paths, labels, eval_name = eval_samples(cfg, detector)
-    parity_images = paths[:: max(1, len(paths) // 32)][:32]
-    batch = parity_inputs(detector.preprocess, parity_images)
-    reference = torch_p_fake(detector.net, batch)
+    paths, labels, eval_name = eval_samples(options, checkpoint)
+    parity_images = evenly(paths, PARITY_IMAGES)
+    batch = parity_inputs(checkpoint.preprocess, parity_images)
+    reference = torch_p_fake(checkpoint.net, batch)
 
     # Work in a temporary file beside the target: a failed check never leaves a bad model behind.
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmpdir:
         tmp = Path(tmpdir) / out.name
-        write_onnx(detector.net, detector.preprocess, tmp, metadata, int(cfg.opset))
+        write_onnx(checkpoint.net, checkpoint.preprocess, tmp, metadata, int(options.opset))
         predictor = Predictor(tmp, providers=["CPUExecutionProvider"])
         delta = float(np.abs(predictor.p_fake(batch) - reference).max())
         print(
             f"parity: max |delta p_fake| = {delta:.2e} over {len(parity_images)} real and "
-            f"{len(batch) - len(parity_images)} random inputs (tolerance {tolerance:.0e})"
+            f"{len(batch) - len(parity_images)} random inputs (tolerance {options.tolerance:.0e})"
         )
-        if not delta <= tolerance:
-            raise ModelError(f"ONNX output differs from PyTorch by {delta:.2e} > {tolerance:.0e}; {out} not written")
+        if not delta <= options.tolerance:
+            raise ModelError(
+                f"ONNX output differs from PyTorch by {delta:.2e} > {options.tolerance:.0e}; {out} not written"
+            )
         _replace(tmp, out)
     report = {"out": str(out), "size_mb": out.stat().st_size / 1e6, "max_abs_delta_p_fake": delta}
-    print(f"wrote {out} ({report['size_mb']:.2f} MB, model {detector.name}, input {detector.preprocess.image_size} px)")
+    size = checkpoint.preprocess.image_size
+    print(f"wrote {out} ({report['size_mb']:.2f} MB, model {checkpoint.name}, input {size} px)")
 
-    variants = [name for name in ("fp16", "int8") if cfg.get(name)]
+    variants = [name for name in ("fp16", "int8") if getattr(options, name)]
     if variants:
-        report["variants"] = export_variants(cfg, out, variants, detector, paths, labels, eval_name, threshold)
+        report["variants"] = export_variants(options, out, variants, checkpoint, paths, labels, eval_name)
     return report
 
 
-def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name, threshold) -> dict:
+def export_variants(options: ExportOptions, out: Path, variants, checkpoint, paths, labels, eval_name) -> dict:
     """fp16 and int8 files beside ``out``, each scored against fp32 on the evaluation set."""
     if not paths:
         raise ConfigError(
             "fp16/int8 report their accuracy drop on an evaluation set: give eval_data=<dataset root> "
             "(the run's split.csv was not found next to the checkpoint)"
         )
-    inputs = preprocessed(detector.preprocess, paths)
-    base = binary_scores(Predictor(out, providers=["CPUExecutionProvider"]).p_fake(inputs), labels, threshold)
+    inputs = preprocessed(checkpoint.preprocess, paths)
+
+    def scored(path: Path) -> dict:
+        p_fake = Predictor(path, providers=["CPUExecutionProvider"]).p_fake(inputs)
+        return {k: v for k, v in scores(p_fake, labels, options.threshold).items() if k in ("acc", "auroc")}
+
+    base = scored(out)
     print(f"evaluation set: {eval_name}, {len(paths)} images ({int(labels.sum())} fake)")
     print(f"  fp32  acc {base['acc']:.4f}  auroc {base['auroc']:.4f}  {out.stat().st_size / 1e6:.2f} MB")
     report = {"eval_data": eval_name, "eval_images": len(paths), "fp32": base}
@@ -296,25 +295,24 @@ def export_variants(cfg, out: Path, variants, detector, paths, labels, eval_name
             if name == "fp16":
                 write_fp16(out, tmp)
             else:
-                write_int8(out, tmp, calibration_inputs(detector, paths))
-            scores = binary_scores(Predictor(tmp, providers=["CPUExecutionProvider"]).p_fake(inputs), labels, threshold)
+                write_int8(out, tmp, calibration_inputs(checkpoint, paths))
+            variant = scored(tmp)
             _replace(tmp, target)
-        drop = {f"{k}_drop": base[k] - scores[k] for k in base}
-        report[name] = {**scores, **drop, "out": str(target), "size_mb": target.stat().st_size / 1e6}
+        drop = {f"{k}_drop": base[k] - variant[k] for k in base}
+        report[name] = {**variant, **drop, "out": str(target), "size_mb": target.stat().st_size / 1e6}
         print(
-            f"  {name:5s} acc {scores['acc']:.4f} (drop {drop['acc_drop']:+.4f})  auroc {scores['auroc']:.4f} "
+            f"  {name:5s} acc {variant['acc']:.4f} (drop {drop['acc_drop']:+.4f})  auroc {variant['auroc']:.4f} "
             f"(drop {drop['auroc_drop']:+.4f})  {report[name]['size_mb']:.2f} MB -> {target}"
         )
     return report
 
 
-def calibration_inputs(detector: Detector, eval_paths: list[str], n: int = 64) -> np.ndarray:
+def calibration_inputs(checkpoint: Checkpoint, eval_paths: list[str]) -> np.ndarray:
     """int8 calibration images: from the run's training split when known, so the drop is measured on unseen images."""
     paths = eval_paths
-    if split := detector.run_file("split.csv"):
+    if split := checkpoint.run_file("split.csv"):
         paths = [s.path for s in find_samples(split)[0] if s.split == "train"] or eval_paths
-    chosen = paths[:: max(1, len(paths) // n)][:n]
-    return preprocessed(detector.preprocess, chosen)
+    return preprocessed(checkpoint.preprocess, evenly(paths, CALIBRATION_IMAGES))
 
 
 def write_fp16(src: Path, dst: Path) -> None:

@@ -14,10 +14,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from deepfake.errors import UserError, run_command
+from deepfake.cli import add_scoring_options, run_command
+from deepfake.errors import UserError
 from deepfake.explain import METHODS, ONNX_METHODS
-from deepfake.predictor import Prediction, Predictor, default_model_path
-from deepfake.preprocess import IMAGE_SUFFIXES, LABELS, POSITIVE_CLASS, read_image
+from deepfake.images import IMAGE_SUFFIXES, list_files, read_image
+from deepfake.predictor import Predictor, default_model_path, verdict
+from deepfake.preprocess import DEFAULT_THRESHOLD
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,10 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"model file from export.py (default: the bundled model, {default_model_path()}, or $DEEPFAKE_MODEL)",
     )
     parser.add_argument("--json", action="store_true", help='print JSON lines {"file", "label", "p_fake", ...}')
-    parser.add_argument(
-        "--threshold", type=float, default=None, help="decision threshold on p_fake (default: the one in the model)"
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per onnxruntime call (default: 32)")
+    add_scoring_options(parser, batch_size=32)
     parser.add_argument(
         "--explain",
         choices=METHODS,
@@ -63,10 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "file; required by gradcam and ig, which follow gradients. Read with weights_only=True",
     )
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size {args.batch_size} must be at least 1")
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        parser.error(f"--threshold {args.threshold} must be strictly between 0 and 1")
     if args.explain and args.out is None:
         parser.error(f"--explain {args.explain} needs --out DIR, the folder for its PNGs")
     if not args.explain and (args.out is not None or args.ckpt is not None):
@@ -87,12 +82,9 @@ def expand(inputs: list[str]) -> Iterator[tuple[str, str | None]]:
         path = Path(item)
         if path.is_dir():
             found = False
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
-                        found = True
-                        yield os.path.join(dirpath, name), None
+            for file in list_files(path, IMAGE_SUFFIXES):
+                found = True
+                yield file, None
             if not found:
                 yield item, "folder holds no image files"
         elif path.is_file():
@@ -145,22 +137,20 @@ def run_explain(args: argparse.Namespace) -> int:
 
     method = args.explain
     if args.ckpt is not None:
-        from deepfake.export import load_checkpoint
+        from deepfake.training import load_checkpoint
 
-        detector = load_checkpoint(args.ckpt)
-        threshold = 0.5 if args.threshold is None else args.threshold  # export.py's default; checkpoints carry none
-        negative = next(label for label in LABELS if label != POSITIVE_CLASS)
+        checkpoint = load_checkpoint(args.ckpt)
+        threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold  # checkpoints carry none
 
         def explain_one(image):
-            return explain.explain_checkpoint(detector, image, method)
+            return explain.explain_checkpoint(checkpoint, image, method)
 
-        def verdict(p: float) -> Prediction:
-            fake = p >= threshold
-            return Prediction(POSITIVE_CLASS if fake else negative, p, p if fake else 1.0 - p)
+        def judge(p: float):
+            return verdict(p, threshold)
     else:
         predictor = Predictor(args.onnx, threshold=args.threshold)
         explain.check_onnx_method(predictor, method)  # before any file: an unusable method is one error, exit 2
-        verdict = predictor.verdict
+        judge = predictor.verdict
 
         def explain_one(image):
             return explain.explain_onnx(predictor, image, method)
@@ -182,7 +172,7 @@ def run_explain(args: argparse.Namespace) -> int:
             continue
         target = unique_path(args.out, Path(file).stem, method, used)
         target.write_bytes(explanation.png())
-        pred = verdict(explanation.p_fake)
+        pred = judge(explanation.p_fake)
         if args.json:
             print(json.dumps({"file": file, **pred.to_dict(), "explanation": str(target)}))
         else:
@@ -205,7 +195,7 @@ def unique_path(folder: Path, stem: str, method: str, used: set[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run_command(lambda: run(args))
+        return run_command(lambda: run(args), "infer.py --explain" if args.explain else None)
     except BrokenPipeError:  # e.g. piped into head: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

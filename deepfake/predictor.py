@@ -21,7 +21,8 @@ import onnxruntime as ort
 
 from deepfake import bundled_file
 from deepfake.errors import ModelError, UserError
-from deepfake.preprocess import parse_contract, to_rgb
+from deepfake.images import to_rgb
+from deepfake.preprocess import LABELS, POSITIVE_CLASS, check_threshold, parse_contract
 
 # Attention-head models carry their spatial mask as this extra output; metadata key ATTENTION_KEY names it.
 ATTENTION_NAME, ATTENTION_KEY = "attention", "attention_output"
@@ -48,6 +49,14 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSITIVE_CLASS) -> Prediction:
+    """The label ``p_fake`` reads as (the positive class at or above ``threshold``) and its confidence."""
+    p = float(p_fake)
+    negative = next(label for label in labels if label != positive)
+    fake = p >= threshold
+    return Prediction(positive if fake else negative, p, p if fake else 1.0 - p)
 
 
 class Predictor:
@@ -80,11 +89,8 @@ class Predictor:
         self.preprocess = contract.preprocess
         self.labels = contract.labels
         self.positive_class = contract.positive_class
-        self.negative_class = next(label for label in self.labels if label != self.positive_class)
         self.input_name, self.output_name = contract.input_name, contract.output_name
-        self.threshold = contract.threshold if threshold is None else float(threshold)
-        if not 0.0 < self.threshold < 1.0:
-            raise UserError(f"threshold={threshold} must be strictly between 0 and 1")
+        self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
         self.model_name = self.metadata.get("model_name", self.path.stem)
         self.attention_name = self.metadata.get(ATTENTION_KEY) or None
         if self.attention_name and self.attention_name not in {o.name for o in self.session.get_outputs()}:
@@ -96,8 +102,8 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor({str(self.path)!r}, model={self.model_name!r}, threshold={self.threshold})"
 
-    def prepare(self, image) -> np.ndarray:
-        """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S) model input."""
+    def model_input(self, image) -> np.ndarray:
+        """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S), preprocessed as the file says."""
         return self.preprocess(to_rgb(image))
 
     def _run(self, outputs: list[str], batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -124,20 +130,18 @@ class Predictor:
         return p.reshape(-1), mask.reshape(len(batch), *mask.shape[-2:])
 
     def verdict(self, p: float) -> Prediction:
-        p = float(p)
-        fake = p >= self.threshold
-        return Prediction(self.positive_class if fake else self.negative_class, p, p if fake else 1.0 - p)
+        return verdict(p, self.threshold, self.labels, self.positive_class)
 
     def predict(self, image) -> Prediction:
-        return self.verdict(self.p_fake(self.prepare(image)[None])[0])
+        return self.verdict(self.p_fake(self.model_input(image)[None])[0])
 
     def predict_batch(self, images: Iterable, batch_size: int = 64) -> list[Prediction]:
         """Predictions in input order. Raises ImageError on the first image that cannot be used."""
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size} must be at least 1")
-        prepared = [self.prepare(image) for image in images]
+        inputs = [self.model_input(image) for image in images]
         out: list[Prediction] = []
-        for start in range(0, len(prepared), batch_size):
-            probs = self.p_fake(np.stack(prepared[start : start + batch_size]))
+        for start in range(0, len(inputs), batch_size):
+            probs = self.p_fake(np.stack(inputs[start : start + batch_size]))
             out += [self.verdict(p) for p in probs]
         return out

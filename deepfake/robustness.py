@@ -8,12 +8,17 @@ resize and normalisation, as a re-shared or re-encoded picture would reach it. W
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from deepfake.evaluate import Perturbation, Scores, binary_metrics
+from deepfake.images import decode_image, encode_image
+from deepfake.metrics import ALIASES, binary_metrics
+
+# An image perturbation: uint8 RGB (H, W, 3) and a generator seeded per image -> uint8 RGB.
+Perturbation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 # Gaussian noise on the 0-255 scale: visible in flat regions, about what a phone camera adds in dim light.
 NOISE_SIGMA = 8.0
@@ -21,10 +26,7 @@ NOISE_SIGMA = 8.0
 
 def jpeg(quality: int) -> Perturbation:
     def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return decode_image(encode_image(rgb, ".jpg", quality), max_pixels=None)
 
     return apply
 
@@ -75,22 +77,19 @@ DESCRIPTIONS = {
 }
 
 
-def robustness_rows(scores: Scores, threshold: float) -> list[dict]:
-    """One row per condition, clean first: accuracy, ROC AUC, AP, EER and the AUC drop from clean."""
+def robustness_rows(p_fake: dict[str, np.ndarray], labels: np.ndarray, threshold: float) -> list[dict]:
+    """One row per condition of ``p_fake`` ("clean" first, then each perturbation's name): acc, precision,
+    recall, f1, auroc, average precision, EER, and auroc_drop from clean (with the aliases of metrics.ALIASES,
+    and auc_drop, the drop's older name)."""
     rows = []
-    for name, p in scores.p_fake.items():
-        m = binary_metrics(p, scores.labels, threshold)
-        rows.append(
-            {
-                "perturbation": name,
-                "description": DESCRIPTIONS.get(name, name),
-                **{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer")},
-            }
-        )
-    clean_auc = rows[0]["roc_auc"]
+    for name, p in p_fake.items():
+        m = binary_metrics(p, labels, threshold)
+        keys = ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer", *ALIASES)
+        rows.append({"perturbation": name, "description": DESCRIPTIONS.get(name, name), **{k: m[k] for k in keys}})
+    clean_auc = rows[0]["auroc"]
     for row in rows:
-        auc = row["roc_auc"]
-        row["auc_drop"] = None if auc is None or clean_auc is None else clean_auc - auc
+        auc = row["auroc"]
+        row["auroc_drop"] = row["auc_drop"] = None if auc is None or clean_auc is None else clean_auc - auc
     return rows
 
 
@@ -107,8 +106,8 @@ def format_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['perturbation']} | {r['description']} | {_cell(r['accuracy'])} | {_cell(r['roc_auc'])} | "
-            f"{_cell(r['average_precision'])} | {_cell(r['eer'])} | {_cell(r['auc_drop'], signed=True)} |"
+            f"| {r['perturbation']} | {r['description']} | {_cell(r['acc'])} | {_cell(r['auroc'])} | "
+            f"{_cell(r['average_precision'])} | {_cell(r['eer'])} | {_cell(r['auroc_drop'], signed=True)} |"
         )
     return "\n".join(lines)
 
@@ -117,7 +116,7 @@ def plot_robustness(rows: list[dict], title: str, out: Path) -> None:
     from matplotlib.figure import Figure
 
     names = [r["perturbation"] for r in rows]
-    aucs = [r["roc_auc"] if r["roc_auc"] is not None else 0.0 for r in rows]
+    aucs = [r["auroc"] if r["auroc"] is not None else 0.0 for r in rows]
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
     colours = ["C0" if n == "clean" else "C1" for n in names]

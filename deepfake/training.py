@@ -1,8 +1,11 @@
-"""Lightning training: the detector module and ``train(cfg)``, which turns a composed config into a run.
+"""Training: the LightningModule, ``train(cfg)`` which turns a composed config into a run, and
+``load_checkpoint`` which reads back what a run saved.
 
-A run directory receives ``split.csv``, ``config.yaml`` (resolved), ``checkpoints/``
-(best by val AUROC, ``last.ckpt``, and ``on_exception.ckpt`` after a crash),
-the logger's ``metrics.csv``, ``curves.png`` after fitting and, after testing, ``metrics.json``.
+A run directory receives ``split.csv``, ``config.yaml`` (resolved), ``checkpoints/`` (best by
+val AUROC, ``last.ckpt``, and ``on_exception.ckpt`` after a crash), the logger's ``metrics.csv``,
+``curves.png`` after fitting and, after testing, ``metrics.json``. A checkpoint carries the model
+config it was trained with and the preprocessing contract, so export, evaluation and explanations
+rebuild its network from the checkpoint alone: offline, without pretrained weights.
 """
 
 from __future__ import annotations
@@ -10,76 +13,55 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import time
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-import torchmetrics
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from deepfake.data import DeepfakeDataModule, write_split
-from deepfake.errors import ConfigError
+from deepfake.errors import ConfigError, ModelError
+from deepfake.metrics import metric_collection
 from deepfake.models import create_model, get_factory
 from deepfake.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
-# Keys of the model config that configure optimisation, not the architecture.
-OPTIM_KEYS = ("name", "lr", "weight_decay", "lr_patience", "lr_factor", "mixup")
+STAGES = ("train", "val", "test")
 
 
-def metric_collection(prefix: str) -> torchmetrics.MetricCollection:
-    """Metrics with "fake" (label 1) as the positive class."""
-    from torchmetrics import classification as C
+class DeepfakeLitModule(L.LightningModule):
+    """A real/fake detector in training: BCE on the logit of "fake", optional mixup, and the optimiser and
+    learning-rate schedule that ``model.optimizer`` and ``model.scheduler`` name (``_partial_`` config nodes,
+    called here with the parameters and the optimiser).
 
-    return torchmetrics.MetricCollection(
-        {
-            "acc": C.BinaryAccuracy(),
-            "precision": C.BinaryPrecision(),
-            "recall": C.BinaryRecall(),
-            "f1": C.BinaryF1Score(),
-            "auroc": C.BinaryAUROC(),
-        },
-        prefix=prefix,
-    )
+    ``model`` is the resolved model config (configs/model/*.yaml): ``net`` builds the network, ``pretrained``
+    and ``weights_file`` choose its starting weights. It is saved in the checkpoint's hyperparameters.
+    """
 
-
-def build_network(model_cfg: dict, image_size: int) -> nn.Module:
-    arch_cfg = {k: v for k, v in model_cfg.items() if k not in OPTIM_KEYS}
-    arch = arch_cfg.pop("arch", None)
-    params = inspect.signature(get_factory(arch)).parameters
-    if arch_cfg.get("pretrained") is False and "pretrained" not in params:
-        # True of any model trained from scratch, so one sweep over several models can say it once:
-        # python train.py -m model=cnn,mobilenetv2 ++model.pretrained=false
-        del arch_cfg["pretrained"]
-    unknown = sorted(set(arch_cfg) - set(params))
-    if unknown:
-        raise ConfigError(
-            f"model.{unknown[0]} is not an option of model.arch={arch}; its options are {', '.join(params)}"
-        )
-    if "image_size" in params:
-        arch_cfg["image_size"] = image_size
-    return create_model(arch, **arch_cfg)
-
-
-class LitDetector(L.LightningModule):
-    """Binary real/fake detector: BCE on the logit of "fake", Adam, ReduceLROnPlateau on val loss."""
-
-    def __init__(self, model: dict, image_size: int = 128):
+    def __init__(self, model: Mapping, image_size: int):
         super().__init__()
         self.save_hyperparameters()
-        if not float(model.get("lr", 1e-3)) > 0:
-            raise ConfigError(f"model.lr={model.get('lr')} must be positive")
-        self.net = build_network(model, image_size)
+        self.net = create_model(
+            **model["net"],
+            image_size=image_size,
+            pretrained=bool(model["pretrained"]),
+            weights_file=model.get("weights_file"),  # only the timm configs have one
+        )
         self.preprocess = Preprocess(image_size, self.net.mean, self.net.std)
+        self.mixup = float(model["mixup"])
         self.loss = nn.BCEWithLogitsLoss()
         # ModuleDict keys must not shadow nn.Module attributes such as .train
-        self.metrics = nn.ModuleDict({f"{s}_metrics": metric_collection(f"{s}/") for s in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": metric_collection(f"{s}/") for s in STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -97,9 +79,8 @@ class LitDetector(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        alpha = float(self.hparams.model.get("mixup", 0.0))
-        if alpha > 0 and batch is not None:
-            return self._mixup_step(batch, alpha)
+        if self.mixup > 0 and batch is not None:
+            return self._mixup_step(batch, self.mixup)
         return self._step(batch, "train")
 
     def _mixup_step(self, batch, alpha: float):
@@ -124,18 +105,28 @@ class LitDetector(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        cfg = self.hparams.model
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=cfg.get("lr", 1e-3), weight_decay=cfg.get("weight_decay", 0.0)
-        )
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.get("lr_factor", 0.5), patience=cfg.get("lr_patience", 2)
-        )
+        optimizer = _call_node(self.hparams.model, "optimizer", params=self.parameters())
+        if not self.hparams.model.get("scheduler"):  # ~model/scheduler: a constant learning rate
+            return optimizer
+        scheduler = _call_node(self.hparams.model, "scheduler", optimizer=optimizer)
+        # ReduceLROnPlateau steps on this metric; Lightning hands it only to schedulers that take one.
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The contract travels with the weights so export needs nothing else.
         checkpoint["preprocess"] = self.preprocess.to_dict()
+
+
+def _call_node(model: Mapping, key: str, **arguments):
+    """Instantiate ``model.<key>`` (a ``_target_`` node with ``_partial_: true``) and call it with ``arguments``."""
+    node = model[key]
+    try:
+        return instantiate(node)(**arguments)
+    except (InstantiationException, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"model.{key} ({node.get('_target_') if isinstance(node, Mapping) else node}) cannot be used: "
+            f"{str(exc).strip().splitlines()[-1]}. It must be a _target_ node with _partial_: true"
+        ) from exc
 
 
 class EpochTimer(L.Callback):
@@ -157,8 +148,19 @@ def resolve_precision(value) -> str | int:
     return "16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def _instantiate_all(group: DictConfig | None) -> list:
-    return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
+def _instantiate(node, what: str, **kwargs):
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        raise ConfigError(f"{what}: {str(exc).strip().splitlines()[-1]}") from exc
+
+
+def _instantiate_all(group: DictConfig | None, what: str) -> list:
+    return [
+        _instantiate(node, f"{what}.{name}")
+        for name, node in (group or {}).items()
+        if node is not None and "_target_" in node
+    ]
 
 
 def write_curves(run_dir: Path) -> None:
@@ -178,7 +180,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = LitDetector(model=model_cfg, image_size=int(cfg.data.image_size))
+    module = DeepfakeLitModule(model=model_cfg, image_size=int(cfg.data.image_size))
     datamodule = DeepfakeDataModule(
         cfg.data.root,
         module.preprocess,
@@ -189,7 +191,7 @@ def train(cfg: DictConfig) -> dict:
         seed=cfg.seed,
         augment=OmegaConf.to_container(cfg.data.augment, resolve=True),
     )
-    datamodule.prepare()
+    datamodule.collect_samples()
     if rank_zero_only.rank == 0:
         write_split(datamodule.samples, run_dir / "split.csv")
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -197,11 +199,14 @@ def train(cfg: DictConfig) -> dict:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    # A bad model.optimizer or model.scheduler is named now, not as a crash inside fit that leaves a checkpoint.
+    module.configure_optimizers()
 
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = _instantiate(
         cfg.trainer,
-        callbacks=_instantiate_all(cfg.get("callbacks")),
-        logger=_instantiate_all(cfg.get("logger")) or False,
+        "trainer",
+        callbacks=_instantiate_all(cfg.get("callbacks"), "callbacks"),
+        logger=_instantiate_all(cfg.get("logger"), "logger") or False,
         precision=resolve_precision(cfg.trainer.get("precision", "32-true")),
     )
     with warnings.catch_warnings():
@@ -226,3 +231,87 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+# ---------------------------------------------------------------------------
+# Reading a checkpoint back
+
+
+@dataclass
+class Checkpoint:
+    """A training checkpoint read back: its network in eval mode on CPU, and what describes it."""
+
+    net: nn.Module
+    preprocess: Preprocess
+    config: dict  # the model config it was trained with (configs/model/*.yaml, resolved)
+    path: Path
+    run_dir: Path | None  # the training run it came from, when it can be found
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.config.get("net", {}).get("arch") or self.config.get("arch"))
+
+    def run_file(self, name: str) -> Path | None:
+        path = self.run_dir / name if self.run_dir else None
+        return path if path and path.is_file() else None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file as given, or for a run directory its best checkpoint (from metrics.json), else last.ckpt."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    metrics = path / "metrics.json"
+    best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
+    if best and Path(best).is_file():
+        return Path(best)
+    if (path / "checkpoints" / "last.ckpt").is_file():
+        return path / "checkpoints" / "last.ckpt"
+    raise ModelError(f"ckpt={path} is a directory without metrics.json's best checkpoint or checkpoints/last.ckpt")
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Rebuild the network of a checkpoint written by train.py (or a run directory's best), in eval mode on CPU.
+
+    The file is read with ``weights_only=True``, which never runs code from it. The network is built
+    from the saved config without pretrained weights (the saved state replaces them all), so nothing
+    is downloaded and ``model.weights_file`` need not exist any more.
+    """
+    path = resolve_checkpoint(path)
+    if not path.is_file():
+        raise ModelError(f"ckpt={path}: no such checkpoint file")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, or a pickle that would need code to load
+        raise ModelError(
+            f"ckpt={path} is corrupt or not a checkpoint written by train.py "
+            "(it is read with weights_only=True, which never runs code from the file)"
+        ) from exc
+    try:
+        hparams, state = saved["hyper_parameters"], saved["state_dict"]
+        model_cfg, image_size = dict(hparams["model"]), int(hparams["image_size"])
+        preprocess = Preprocess(**saved["preprocess"])
+        net_cfg = net_config(model_cfg)
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"ckpt={path} was not written by train.py (missing {exc})") from exc
+    net = create_model(**net_cfg, image_size=image_size)
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ModelError(f"ckpt={path}: weights do not fit model {net_cfg['arch']}: {exc}") from exc
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    return Checkpoint(net.eval(), preprocess, model_cfg, path, run_dir)
+
+
+def net_config(model_cfg: Mapping) -> dict:
+    """The ``net`` node of a saved model config.
+
+    Checkpoints of deepfake 0.1 kept the architecture's options beside the optimiser's in one flat dict;
+    there the options are the ones the architecture's factory takes.
+    """
+    if "net" in model_cfg:
+        return dict(model_cfg["net"])
+    arch = model_cfg["arch"]
+    takes = set(inspect.signature(get_factory(arch)).parameters) - {"image_size", "pretrained", "weights_file"}
+    return {"arch": arch, **{k: v for k, v in model_cfg.items() if k in takes}}

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -25,6 +31,18 @@ def make_image(path: Path, label: int, seed: int, size: int = 40) -> Path:
     ok, buf = cv2.imencode(path.suffix or ".png", bgr)
     assert ok
     path.write_bytes(buf.tobytes())
+    return path
+
+
+def make_undecodable_png(path: Path) -> Path:
+    """A PNG whose header and end are whole but whose pixel data is zeroed: only decoding finds it broken."""
+    ok, buf = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    start = data.find(b"IDAT")
+    length = int.from_bytes(data[start - 4 : start], "big")
+    data[start + 4 : start + 4 + length] = bytes(length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -64,8 +82,28 @@ def compose_cfg(tmp_path: Path):
 
 
 def export_cfg(*overrides):
+    """The config export.py composes from its command line."""
+    from deepfake.export import store_config
+
+    store_config()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose("export", overrides=list(overrides))
+
+
+def model_cfg(name: str, *overrides: str) -> dict:
+    """configs/model/<name>.yaml as train.py composes it (resolved), with overrides such as "model.net.dropout=0"."""
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}", "data.root=unused", *overrides])
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def make_net(name: str, *overrides: str, image_size: int = 32):
+    """The network of configs/model/<name>.yaml, from scratch."""
+    from deepfake.models import create_model
+
+    return create_model(**model_cfg(name, *overrides)["net"], image_size=image_size)
 
 
 @pytest.fixture(scope="session")
@@ -82,9 +120,9 @@ def trained_run(tmp_path_factory):
                 f"data.root={data}",
                 "trainer=cpu",
                 "model=hfnet",
-                "model.stem_stride=2",
-                "model.widths=[8,16]",
-                "model.depth=1",
+                "model.net.stem_stride=2",
+                "model.net.widths=[8,16]",
+                "model.net.depth=1",
                 "model.lr=1e-2",
                 "trainer.max_epochs=8",
                 "callbacks.early_stopping=null",
@@ -106,5 +144,35 @@ def exported(trained_run):
     out = run.parent / "model.onnx"
     from deepfake.export import export
 
-    report = export(export_cfg(f"ckpt={run}/checkpoints/last.ckpt", f"out={out}"))
+    report = export(ckpt=f"{run}/checkpoints/last.ckpt", out=str(out))
     return out, report, run, data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(tmp_path: Path, bin_dir: Path | None = None, **env) -> tuple[subprocess.Popen, str]:
+    """deepfake-serve (gunicorn) as `make serve` runs it, on a free loopback port; waits until /healthz answers.
+    ``bin_dir``: the environment whose deepfake-serve runs (default: this one)."""
+    port = free_port()
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed with the process
+    command = (bin_dir or Path(sys.executable).parent) / "deepfake-serve"
+    serve = [str(command), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [*serve, "--workers", "1", "--threads", "2"], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise AssertionError(f"gunicorn did not answer: {(tmp_path / 'gunicorn.log').read_text()}")

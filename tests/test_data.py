@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_class_folders, make_image
+from conftest import make_class_folders, make_image, make_undecodable_png
 
 from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files, find_samples
 from deepfake.errors import DataError
@@ -15,6 +15,12 @@ from deepfake.preprocess import FAKE, REAL, Preprocess
 
 def _counts(samples):
     return Counter((s.split, s.label) for s in samples)
+
+
+def datamodule(root, **settings) -> DeepfakeDataModule:
+    """configs/data/default.yaml's split, small batches, no workers."""
+    options = dict(batch_size=4, num_workers=0, val_fraction=0.1, test_fraction=0.1, seed=42) | settings
+    return DeepfakeDataModule(str(root), Preprocess(32), **options)
 
 
 def test_class_folders_split_80_10_10_stratified_and_disjoint(tmp_path):
@@ -37,6 +43,21 @@ def test_split_is_reproducible_from_the_seed(tmp_path):
     c, _ = find_samples(root, seed=8)
     assert a == b
     assert {s.path for s in a if s.split == "test"} != {s.path for s in c if s.split == "test"}
+
+
+def test_a_presplit_tree_without_validation_takes_data_val_fraction_of_train_with_the_seed(tmp_path):
+    root = tmp_path / "kaggle"
+    make_class_folders(root / "Train", 20, 20)
+    make_class_folders(root / "Test", 3, 3, seed=1)
+    quarter, _ = find_samples(root, val_fraction=0.25, seed=1)
+    assert _counts(quarter) == {
+        ("train", REAL): 15, ("val", REAL): 5, ("train", FAKE): 15, ("val", FAKE): 5,
+        ("test", REAL): 3, ("test", FAKE): 3,
+    }  # fmt: skip
+    again, _ = find_samples(root, val_fraction=0.25, seed=1)
+    other, _ = find_samples(root, val_fraction=0.25, seed=2)
+    val = {s.path for s in quarter if s.split == "val"}
+    assert val == {s.path for s in again if s.split == "val"} != {s.path for s in other if s.split == "val"}
 
 
 @pytest.mark.parametrize(
@@ -112,9 +133,9 @@ def test_bad_files_are_skipped_and_reported_once(tmp_path, caplog):
     (root / "Fake" / "notes.txt").write_text("not an image")
     good = (root / "Fake" / "fake_000.jpg").read_bytes()
     (root / "Fake" / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    dm = DeepfakeDataModule(str(root), Preprocess(32), batch_size=4, num_workers=0)
+    dm = datamodule(root)
     with caplog.at_level(logging.WARNING):
-        dm.prepare()
+        dm.collect_samples()
     assert len(dm.samples) == 20
     assert sorted(p.rsplit("/", 1)[1] for p, _ in dm.bad_files) == ["empty.jpg", "notes.txt", "truncated.jpg"]
     warnings = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
@@ -123,8 +144,7 @@ def test_bad_files_are_skipped_and_reported_once(tmp_path, caplog):
 
 def test_undecodable_file_is_dropped_from_its_batch_not_the_run(tmp_path):
     root = make_class_folders(tmp_path / "d", 2, 2)
-    broken = root / "Fake" / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")  # looks whole, cannot decode
+    make_undecodable_png(root / "Fake" / "broken.png")  # looks whole, cannot decode
     samples, _ = find_samples(root, val_fraction=0, test_fraction=0)
     good, bad = drop_bad_files(samples)
     assert not bad  # passes the cheap check ...
@@ -165,8 +185,8 @@ def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
 
 def test_bad_data_settings_are_named(tmp_path):
     with pytest.raises(DataError, match="data.batch_size"):
-        DeepfakeDataModule(str(tmp_path), Preprocess(32), batch_size=0)
+        datamodule(tmp_path, batch_size=0)
     with pytest.raises(DataError, match="data.num_workers"):
-        DeepfakeDataModule(str(tmp_path), Preprocess(32), num_workers="many")
+        datamodule(tmp_path, num_workers="many")
     with pytest.raises(DataError, match="val_fraction"):
         find_samples(tmp_path, val_fraction=0.6, test_fraction=0.5)

@@ -16,11 +16,12 @@ from deepfake.compare import compare
 from deepfake.compare import main as compare_main
 from deepfake.curves import plot_curves, read_epoch_metrics
 from deepfake.data import find_samples
-from deepfake.evaluate import binary_metrics, evaluate, score, select_samples
+from deepfake.evaluate import evaluate, score, select_samples
 from deepfake.evaluate import main as evaluate_main
-from deepfake.export import load_checkpoint
+from deepfake.metrics import binary_metrics
 from deepfake.predictor import Predictor
 from deepfake.robustness import PERTURBATIONS
+from deepfake.training import load_checkpoint
 
 
 def pair_auc(p, y):
@@ -40,10 +41,11 @@ def test_metrics_agree_with_counting_by_hand():
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.35, 0.5, 0.6, 0.7])
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     m = binary_metrics(p, y, threshold=0.45)
-    assert m["roc_auc"] == pytest.approx(15 / 16) == pytest.approx(pair_auc(p, y))
+    assert m["auroc"] == pytest.approx(15 / 16) == pytest.approx(pair_auc(p, y))
+    assert (m["roc_auc"], m["accuracy"]) == (m["auroc"], m["acc"])  # the names files written before used
     # At 0.45: reals all below, fakes 0.5, 0.6, 0.7 above, 0.35 missed.
     assert m["confusion_matrix"]["matrix"] == [[4, 0], [1, 3]]
-    assert (m["accuracy"], m["precision"], m["recall"]) == pytest.approx((7 / 8, 1.0, 3 / 4))
+    assert (m["acc"], m["precision"], m["recall"]) == pytest.approx((7 / 8, 1.0, 3 / 4))
     assert m["f1"] == pytest.approx(2 * 1.0 * 0.75 / 1.75)
     # At a threshold of 0.4 one real is called fake and one fake missed: FPR = FNR = 1/4.
     assert m["eer"] == pytest.approx(0.25) and m["eer_threshold"] == pytest.approx(0.4)
@@ -59,7 +61,7 @@ def test_eer_is_where_false_positive_and_negative_rates_cross():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 200)
     p = np.clip(rng.normal(0.4 + 0.2 * y, 0.15), 0, 1)
-    m = binary_metrics(p, y)
+    m = binary_metrics(p, y, threshold=0.5)
     fpr = ((p >= m["eer_threshold"]) & (y == 0)).sum() / 200
     fnr = ((p < m["eer_threshold"]) & (y == 1)).sum() / 200
     assert 0 < m["eer"] < 0.5
@@ -67,8 +69,8 @@ def test_eer_is_where_false_positive_and_negative_rates_cross():
 
 
 def test_one_class_only_gives_no_ranking_metrics():
-    m = binary_metrics(np.array([0.2, 0.9]), np.array([1, 1]))
-    assert m["roc_auc"] is None and m["eer"] is None and m["average_precision"] is None
+    m = binary_metrics(np.array([0.2, 0.9]), np.array([1, 1]), threshold=0.5)
+    assert m["auroc"] is None and m["eer"] is None and m["average_precision"] is None
     assert m["recall"] == pytest.approx(0.5)
 
 
@@ -94,14 +96,14 @@ def test_evaluate_onnx_matches_the_predictor_and_writes_the_report(exported, tmp
     }
     assert (saved["n_images"], saved["n_real"], saved["n_fake"], saved["skipped"]) == (40, 20, 20, 0)
     assert saved["split"] is None and saved["model_name"] == "hfnet"
-    assert saved["roc_auc"] == pytest.approx(pair_auc(p, y), abs=1e-6)
-    assert saved["accuracy"] == pytest.approx((called_fake == y).mean())
+    assert saved["auroc"] == saved["roc_auc"] == pytest.approx(pair_auc(p, y), abs=1e-6)
+    assert saved["acc"] == saved["accuracy"] == pytest.approx((called_fake == y).mean())
     assert 0.0 <= saved["eer"] <= 1.0
     for name in ("roc.png", "confusion_matrix.png"):
         width, height = png_size(tmp_path / "out" / name)
         assert width > 300 and height > 300
     printed = capsys.readouterr().out
-    assert f"{saved['roc_auc']:.4f}" in next(line for line in printed.splitlines() if line.startswith("ROC AUC"))
+    assert f"{saved['auroc']:.4f}" in next(line for line in printed.splitlines() if line.startswith("ROC AUC"))
     assert "macro avg" in printed
 
 
@@ -109,9 +111,19 @@ def test_a_checkpoint_scores_exactly_as_its_export(exported, tmp_path):
     onnx_path, _, run, data = exported
     from_onnx = evaluate(onnx_path, data, tmp_path / "a", split="test", progress=False)
     from_ckpt = evaluate(run / "checkpoints" / "last.ckpt", data, tmp_path / "b", split="test", progress=False)
-    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer"):
+    for key in ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer"):
         assert from_ckpt[key] == pytest.approx(from_onnx[key], abs=1e-6), key
     assert from_ckpt["confusion_matrix"] == from_onnx["confusion_matrix"]
+
+
+def test_training_and_evaluate_report_the_same_test_scores_under_the_same_names(trained_run, tmp_path):
+    """One metrics module: metrics.json of the run (best checkpoint, test split, streamed batch by batch)
+    and evaluate.py on that run's test split agree on every figure both write."""
+    run, data = trained_run
+    trained = json.loads((run / "metrics.json").read_text())
+    evaluated = evaluate(run, data, tmp_path, split="test", progress=False)
+    for name in ("acc", "precision", "recall", "f1", "auroc"):
+        assert evaluated[name] == pytest.approx(trained[f"test/{name}"], abs=1e-6), name
 
 
 def test_split_of_a_plain_folder_is_the_one_training_used(trained_run):
@@ -197,8 +209,9 @@ def test_robustness_writes_one_row_per_perturbation(exported, tmp_path, capsys):
     rows = json.loads((tmp_path / "robustness.json").read_text())
     assert [r["perturbation"] for r in rows] == ["clean", *PERTURBATIONS]
     clean = json.loads((tmp_path / "metrics.json").read_text())
-    assert rows[0]["roc_auc"] == clean["roc_auc"] and rows[0]["auc_drop"] == 0
-    assert all(r["auc_drop"] == pytest.approx(clean["roc_auc"] - r["roc_auc"]) for r in rows)
+    assert rows[0]["auroc"] == clean["auroc"] and rows[0]["auroc_drop"] == 0
+    assert all(r["auroc_drop"] == pytest.approx(clean["auroc"] - r["auroc"]) for r in rows)
+    assert all((r["roc_auc"], r["accuracy"], r["auc_drop"]) == (r["auroc"], r["acc"], r["auroc_drop"]) for r in rows)
     table = (tmp_path / "robustness.md").read_text()
     assert all(f"| {r['perturbation']} |" in table for r in rows)
     assert png_size(tmp_path / "robustness.png")[0] > 300
@@ -296,12 +309,9 @@ def test_one_pretrained_false_override_fits_every_model_of_a_sweep(compose_cfg, 
     """train.py -m model=cnn,...,mobilenetv2 ++model.pretrained=false: from-scratch models accept the statement."""
     from omegaconf import OmegaConf
 
-    from deepfake.errors import ConfigError
-    from deepfake.training import build_network
+    from deepfake.training import DeepfakeLitModule
 
     cfg = compose_cfg(f"model={model}", "++model.pretrained=false", "data.root=unused")
     assert cfg.model.pretrained is False
-    net = build_network(OmegaConf.to_container(cfg.model, resolve=True), 32)
-    assert net(torch.zeros(2, 3, 32, 32)).shape == (2,)
-    with pytest.raises(ConfigError, match="model.pretrained is not an option"):
-        build_network({"arch": "cnn", "pretrained": True}, 32)
+    module = DeepfakeLitModule(OmegaConf.to_container(cfg.model, resolve=True), 32)
+    assert module(torch.zeros(2, 3, 32, 32)).shape == (2,)

@@ -8,18 +8,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import FACES_MINI, ROOT, make_image
+from conftest import FACES_MINI, ROOT, make_image, make_net
 from torch import nn
 
 from deepfake import explain
 from deepfake.errors import UserError
 from deepfake.explain import explain_checkpoint, explain_onnx, feature_layer, supported_methods
-from deepfake.export import Detector, load_checkpoint, write_onnx
+from deepfake.export import write_onnx
 from deepfake.infer import main as infer_main
 from deepfake.models import attention as attention_mod
 from deepfake.models import create_model
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess, contract_metadata
+from deepfake.training import Checkpoint, load_checkpoint
 
 SIZE = 64
 # The patch that matters, in model pixels: off-centre and off the diagonal, so a transposed,
@@ -89,8 +90,8 @@ class MaskedConv(nn.Module):
         return self.features(x).mean(dim=(1, 2, 3)) * 8 - 1.0
 
 
-def detector(net: nn.Module) -> Detector:
-    return Detector(net.eval(), PREPROCESS, {"name": type(net).__name__}, None)
+def checkpoint_of(net: nn.Module) -> Checkpoint:
+    return Checkpoint(net.eval(), PREPROCESS, {"name": type(net).__name__}, path=None, run_dir=None)
 
 
 def test_occlusion_through_the_onnx_predictor_finds_the_patch(tmp_path):
@@ -109,14 +110,14 @@ def test_occlusion_through_the_onnx_predictor_finds_the_patch(tmp_path):
 
 @pytest.mark.parametrize("method", ["ig", "occlusion"])
 def test_ig_and_occlusion_on_a_checkpoint_find_the_patch(method):
-    result = explain_checkpoint(detector(PatchMean()), patch_image(1), method)
+    result = explain_checkpoint(checkpoint_of(PatchMean()), patch_image(1), method)
     assert result.method == method and mass_on_patch(result.heatmap) > 0.7
 
 
 def test_gradcam_finds_the_patch():
     net = MaskedConv()
     assert feature_layer(net, torch.zeros(1, 3, SIZE, SIZE)) is net.features
-    result = explain_checkpoint(detector(net), patch_image(2), "gradcam")
+    result = explain_checkpoint(checkpoint_of(net), patch_image(2), "gradcam")
     assert mass_on_patch(result.heatmap) > 0.7
 
 
@@ -137,10 +138,10 @@ class TinyBackbone(nn.Module):
 
 @pytest.fixture
 def attention_net(monkeypatch):
-    """An AttentionDetector whose mask is high where the features are (the white patch) and low elsewhere."""
+    """An attention-head network whose mask is high where the features are (the white patch) and low elsewhere."""
     monkeypatch.setattr(attention_mod, "create_backbone", lambda *args, **kwargs: TinyBackbone())
     monkeypatch.setattr(attention_mod, "data_config", lambda backbone: (PREPROCESS.mean, PREPROCESS.std))
-    net = create_model("attention", backbone="tiny", pretrained=False)
+    net = create_model("attention", backbone="tiny", dropout=0.5, hidden=128)
     convs = [m for m in net.head.attention if isinstance(m, nn.Conv2d)]
     for conv in convs:  # every layer averages its inputs: the mask follows the mean feature
         nn.init.constant_(conv.weight, 1 / conv.in_channels)
@@ -153,7 +154,7 @@ def attention_net(monkeypatch):
 
 def test_attention_map_finds_the_patch_and_the_onnx_output_matches_torch(attention_net, tmp_path):
     image = patch_image(3)
-    native = explain_checkpoint(detector(attention_net), image, "attention")
+    native = explain_checkpoint(checkpoint_of(attention_net), image, "attention")
     assert mass_on_patch(native.heatmap) > 0.7
 
     path = tmp_path / "att.onnx"
@@ -162,7 +163,7 @@ def test_attention_map_finds_the_patch_and_the_onnx_output_matches_torch(attenti
     assert predictor.has_attention and predictor.metadata["attention_output"] == "attention"
     assert [o.name for o in predictor.session.get_outputs()] == ["p_fake", "logit", "attention"]
     assert supported_methods(predictor) == ("occlusion", "attention")
-    batch = np.stack([predictor.prepare(patch_image(s)) for s in (3, 4)])
+    batch = np.stack([predictor.model_input(patch_image(s)) for s in (3, 4)])
     p, masks = predictor.p_fake_with_attention(batch)
     with torch.no_grad():
         logit, torch_masks = attention_net(torch.from_numpy(batch), return_mask=True)
@@ -179,19 +180,17 @@ def test_attention_map_finds_the_patch_and_the_onnx_output_matches_torch(attenti
 @pytest.mark.parametrize(
     "config",
     [
-        {"arch": "cnn"},
-        {"arch": "cnn_deep"},
-        {"arch": "hfnet", "stem_stride": 2, "widths": [8, 16], "global_max": True},
-        {"arch": "timm", "backbone": "test_efficientnet", "pretrained": False},
-        {"arch": "attention", "backbone": "test_efficientnet", "pretrained": False},
+        ("cnn",),
+        ("cnn_deep",),
+        ("hfnet", "model.net.stem_stride=2", "model.net.widths=[8,16]", "model.net.global_max=true"),
+        ("mobilenetv2", "model.backbone=test_efficientnet"),
+        ("effb7_att", "model.backbone=test_efficientnet"),
     ],
-    ids=lambda c: c.get("backbone", c["arch"]) + ("_att" if c["arch"] == "attention" else ""),
+    ids=lambda c: c[0],
 )
 def test_gradcam_uses_the_last_feature_map_of_every_architecture(config):
     """Found by structure: the attention head's own 1x1 convs must not be mistaken for the features."""
-    from deepfake.training import build_network
-
-    net = build_network(config, SIZE).eval()
+    net = make_net(*config, image_size=SIZE).eval()
     x = torch.from_numpy(Preprocess(SIZE, net.mean, net.std)(patch_image()))[None]
     layer = feature_layer(net, x)
     outputs = []
@@ -200,9 +199,9 @@ def test_gradcam_uses_the_last_feature_map_of_every_architecture(config):
         net(x)
     handle.remove()
     assert outputs[-1].dim() == 4 and min(outputs[-1].shape[-2:]) > 1
-    if config["arch"] == "attention":
+    if config[0] == "effb7_att":
         assert outputs[-1].shape[1] == net.backbone.num_features
-    result = explain_checkpoint(detector(net), patch_image(), "gradcam")
+    result = explain_checkpoint(checkpoint_of(net), patch_image(), "gradcam")
     assert result.heatmap.shape == (HEIGHT, WIDTH) and np.isfinite(result.heatmap).all()
 
 
@@ -241,7 +240,8 @@ def test_infer_explain_writes_pngs_of_each_image_size_next_to_the_usual_verdicts
     fake = make_image(tmp_path / "a" / "face.png", 1, seed=5, size=57)
     twin = make_image(tmp_path / "b" / "face.jpg", 0, seed=6, size=40)  # same stem: must not overwrite
     bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    whole = make_image(tmp_path / "whole.jpg", 1, seed=9, size=64).read_bytes()
+    bad.write_bytes(whole[: len(whole) * 3 // 4])  # a download cut short: the header is whole, the end is not
     heat = tmp_path / "heat" / "new"
 
     assert infer_main(["--onnx", str(out), str(fake), str(twin)]) == 0
@@ -328,8 +328,9 @@ def test_data_loader_workers_start_after_an_explanation_in_the_same_process(tmp_
         "from deepfake.preprocess import Preprocess\n"
         "explain.overlay(np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), np.float32))\n"
         f"dm = DeepfakeDataModule(make_class_folders(Path({str(tmp_path)!r}), 8, 8), Preprocess(16), batch_size=4,"
+        " val_fraction=0.1, test_fraction=0.1, seed=0,"
         " num_workers=2)\n"
-        "dm.prepare(); dm.setup()\n"
+        "dm.collect_samples(); dm.setup()\n"
         "print(sum(1 for _ in dm.train_dataloader()))\n"
     )
     try:

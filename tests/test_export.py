@@ -13,10 +13,11 @@ from torch import nn
 
 from deepfake import export as export_mod
 from deepfake.data import ImageDataset, Sample
-from deepfake.errors import ImageError, ModelError
-from deepfake.export import export, load_checkpoint, write_onnx
+from deepfake.errors import ConfigError, ImageError, ModelError
+from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess, contract_metadata
+from deepfake.training import load_checkpoint, resolve_checkpoint
 
 
 def test_export_writes_checked_onnx_with_dynamic_batch_and_contract(exported):
@@ -39,12 +40,12 @@ def test_export_writes_checked_onnx_with_dynamic_batch_and_contract(exported):
 def test_predictor_matches_training_preprocessing_and_pytorch(exported):
     """Training pipeline (dataset -> tensor -> network) and Predictor on the file agree within 1e-4."""
     out, _, run, data = exported
-    detector = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
     predictor = Predictor(out)
     for path, label in [(next((data / "Fake").iterdir()), 1), (next((data / "Real").iterdir()), 0)]:
-        x, _ = ImageDataset([Sample(str(path), label)], detector.preprocess)[0]
+        x, _ = ImageDataset([Sample(str(path), label)], checkpoint.preprocess)[0]
         with torch.no_grad():
-            p_torch = torch.sigmoid(detector.net(x[None])).item()
+            p_torch = torch.sigmoid(checkpoint.net(x[None])).item()
         assert abs(predictor.predict(path).p_fake - p_torch) <= 1e-4
 
 
@@ -159,11 +160,87 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
 
 
 def test_a_run_directory_exports_its_best_checkpoint(trained_run, tmp_path):
-    from deepfake.export import resolve_checkpoint
-
     run, _ = trained_run
     best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
     assert resolve_checkpoint(run) == Path(best) and Path(best).name != "last.ckpt"
     assert resolve_checkpoint(run / "checkpoints" / "last.ckpt").name == "last.ckpt"
     with pytest.raises(ModelError, match="directory without"):
         resolve_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints load anywhere, offline; export from Python without Hydra
+
+
+def test_a_pretrained_timm_run_exports_offline_after_its_weights_file_is_gone(
+    compose_cfg, folder_dataset, tmp_path, monkeypatch
+):
+    """Loading a checkpoint rebuilds the network without pretrained weights: it needs neither the hub nor
+    model.weights_file, which may have moved since training."""
+    import socket
+
+    from conftest import make_net
+    from safetensors.torch import save_file
+
+    from deepfake.training import train
+
+    weights = tmp_path / "imagenet.safetensors"
+    start = make_net("mobilenetv2", "model.backbone=test_efficientnet")
+    save_file({k.removeprefix("net."): v for k, v in start.state_dict().items() if "classifier" not in k}, weights)
+    overrides = ["model=mobilenetv2", "model.backbone=test_efficientnet", "model.pretrained=true"]
+    overrides += [f"model.weights_file={weights}", f"data.root={folder_dataset}", "trainer.max_epochs=1"]
+    train(compose_cfg(*overrides))
+    weights.unlink()
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("the network is blocked in this test")
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+    out = tmp_path / "offline.onnx"
+    report = export(ckpt=str(tmp_path / "run"), out=str(out))
+    assert report["max_abs_delta_p_fake"] <= 1e-4 and not attempts
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["model_name"] == "test_efficientnet"  # what was trained, not the config's file name
+    assert json.loads(meta["model_config"])["pretrained"] is True  # recorded as trained, yet never fetched
+
+
+def test_export_from_python_takes_keywords_and_names_bad_options(trained_run, tmp_path):
+    run, _ = trained_run
+    report = export(ckpt=str(run), out=str(tmp_path / "m.onnx"), threshold=0.4, opset=18)
+    assert Predictor(report["out"]).threshold == 0.4
+    for bad, message in [
+        ({}, "ckpt=.* is required"),
+        ({"ckpt": str(run), "threshold": 1.0}, "threshold=1.0 must be strictly between 0 and 1"),
+        ({"ckpt": str(run), "opset": 12}, "opset=12: ONNX opset 17 or later"),
+        ({"ckpt": str(run), "eval_split": "training"}, "eval_split=training is not one of train, val, test"),
+        ({"ckpt": str(run), "tolerance": 0}, "tolerance=0 must be positive"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ExportOptions(**bad)
+
+
+def test_a_checkpoint_of_the_earlier_flat_config_still_loads(trained_run, tmp_path):
+    """deepfake 0.1 saved the architecture's options and the optimiser's side by side in one flat model dict."""
+    run, _ = trained_run
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    model = saved["hyper_parameters"]["model"]
+    saved["hyper_parameters"]["model"] = {
+        "name": "hfnet",
+        **model["net"],
+        "lr": 0.01,
+        "weight_decay": 1e-4,
+        "lr_patience": 2,
+        "lr_factor": 0.5,
+        "mixup": 0.0,
+    }
+    torch.save(saved, tmp_path / "old.ckpt")
+    old, new = load_checkpoint(tmp_path / "old.ckpt"), load_checkpoint(run / "checkpoints" / "last.ckpt")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(old.net(x), new.net(x))
+    assert old.name == "hfnet" and old.preprocess == new.preprocess

@@ -1,4 +1,5 @@
-"""Image size from headers alone, and the pixel limit that refuses decompression bombs before decoding."""
+"""Image format and size from headers alone (Pillow), and the pixel limit that refuses decompression bombs
+before decoding."""
 
 import io
 import struct
@@ -10,16 +11,21 @@ import pytest
 from conftest import FACES_MINI
 
 from deepfake.errors import ImageError
-from deepfake.predictor import Predictor
-from deepfake.preprocess import (
+from deepfake.images import (
     FORMAT_SUFFIXES,
     MAX_PIXELS,
     ImageTooLargeError,
+    check_image_file,
     check_pixels,
     decode_image,
     image_format,
-    image_size,
+    read_header,
 )
+from deepfake.predictor import Predictor
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    return read_header(data)[1:]
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -107,13 +113,22 @@ def test_a_decompression_bomb_is_refused_before_decoding(bomb, monkeypatch):
         Predictor().predict(bomb)  # the predictor and infer.py decode through the same function
 
 
-def test_the_limit_is_inclusive_and_adjustable():
+def test_the_limit_is_inclusive_and_adjustable(tmp_path):
     data = encode(".png", (100, 200, 3))
-    assert check_pixels(data, 20_000) == (200, 100)
+    assert decode_image(data, max_pixels=20_000).shape == (100, 200, 3)
     with pytest.raises(ImageTooLargeError):
-        check_pixels(data, 19_999)
+        decode_image(data, max_pixels=19_999)
+    check_pixels(200, 100, None)
     assert decode_image(png_bomb(50, 50), max_pixels=None).shape == (50, 50, 3)
     assert MAX_PIXELS == 40_000_000
+    (tmp_path / "big.png").write_bytes(data)
+    assert "over the limit of 0.019999 megapixels" in check_image_file(tmp_path / "big.png", max_pixels=19_999)
+
+
+def test_a_dataset_check_refuses_a_bomb_without_decoding_it(bomb, tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: pytest.fail("the check decoded pixels"))
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    assert "100.0 megapixels is over the limit" in check_image_file(tmp_path / "bomb.png")
 
 
 @pytest.mark.parametrize(
@@ -128,8 +143,8 @@ def test_the_limit_is_inclusive_and_adjustable():
     ],
 )
 def test_headers_without_a_readable_size_are_refused(data):
-    assert image_size(data) is None
-    with pytest.raises(ImageError, match="could not be decoded"):
+    assert image_format(data) is None
+    with pytest.raises(ImageError, match="not an image, or a damaged one"):
         decode_image(data)
 
 

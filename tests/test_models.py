@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, make_net, model_cfg
 
 from deepfake.errors import ConfigError, ModelError
 from deepfake.models import create_model
@@ -31,14 +31,14 @@ def test_every_model_config_runs_fast_dev_run(name, folder_dataset, compose_cfg,
 
 
 def test_timm_configs_normalise_with_the_backbones_own_statistics():
-    xception = create_model("timm", backbone="xception", pretrained=False)
-    mobilenet = create_model("timm", backbone="mobilenetv2", pretrained=False)
+    xception = make_net("xception")
+    mobilenet = make_net("mobilenetv2")
     assert xception.mean == (0.5, 0.5, 0.5)
     assert mobilenet.mean == pytest.approx((0.485, 0.456, 0.406))
-    assert create_model("cnn").mean == (0.0, 0.0, 0.0)
+    assert make_net("cnn").mean == (0.0, 0.0, 0.0)
 
 
-def test_attention_head_divides_pooled_features_by_pooled_mask():
+def test_attention_head_pools_a_mask_weighted_average_of_the_features():
     head = AttentionGAPHead(channels=6, hidden=4, dropout=0.0).eval()
     features = torch.randn(2, 6, 5, 5)
     normed = head.norm(features)
@@ -68,7 +68,7 @@ def test_attention_head_stays_a_weighted_average_when_the_whole_mask_is_near_zer
 
 
 def test_attention_model_returns_its_spatial_mask():
-    model = create_model("attention", backbone="mobilenetv2", pretrained=False).eval()
+    model = make_net("effb7_att", "model.backbone=mobilenetv2", image_size=64).eval()
     logits, mask = model(torch.rand(2, 3, 64, 64), return_mask=True)
     assert logits.shape == (2,)
     assert mask.shape == (2, 1, 2, 2) and 0 <= mask.min() and mask.max() <= 1
@@ -79,32 +79,43 @@ def test_missing_weights_fail_fast_naming_the_fixes(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    net = model_cfg("mobilenetv2")["net"]
     with pytest.raises(ModelError) as err:
-        create_model("timm", backbone="mobilenetv2", pretrained=True)
+        create_model(**net, pretrained=True)
     assert "model.pretrained=false" in str(err.value) and "model.weights_file" in str(err.value)
     with pytest.raises(ModelError, match="no such file"):
-        create_model("timm", backbone="mobilenetv2", weights_file=str(tmp_path / "missing.safetensors"))
+        create_model(**net, pretrained=True, weights_file=str(tmp_path / "missing.safetensors"))
 
 
 def test_local_weights_file_is_loaded(tmp_path):
     from safetensors.torch import save_file
 
-    source = create_model("timm", backbone="mobilenetv2", pretrained=False)
+    net = model_cfg("mobilenetv2")["net"]
+    source = create_model(**net)
     weights = {k.removeprefix("net."): v for k, v in source.state_dict().items() if "classifier" not in k}
     save_file(weights, str(tmp_path / "w.safetensors"))
-    loaded = create_model("timm", backbone="mobilenetv2", weights_file=str(tmp_path / "w.safetensors"))
+    loaded = create_model(**net, pretrained=True, weights_file=str(tmp_path / "w.safetensors"))
     assert torch.equal(loaded.net.conv_stem.weight, source.net.conv_stem.weight)
 
 
-def test_bad_model_settings_are_named(compose_cfg, folder_dataset):
+def test_bad_model_settings_are_named(compose_cfg, folder_dataset, tmp_path):
     with pytest.raises(ModelError, match="not a timm model"):
-        create_model("timm", backbone="no_such_net", pretrained=False)
-    with pytest.raises(ModelError, match="model.arch='nope'"):
-        train(compose_cfg(f"data.root={folder_dataset}", "model.arch=nope"))
-    with pytest.raises(ConfigError, match="model.colour is not an option"):
-        train(compose_cfg(f"data.root={folder_dataset}", "+model.colour=bgr"))
-    with pytest.raises(ConfigError, match="model.lr"):
-        train(compose_cfg(f"data.root={folder_dataset}", "model.lr=-1"))
+        make_net("vgg16", "model.backbone=no_such_net")
+    with pytest.raises(ModelError, match="model.net.arch='nope'"):
+        train(compose_cfg(f"data.root={folder_dataset}", "model.net.arch=nope"))
+    with pytest.raises(ConfigError, match="model.net.colour is not an option of arch 'cnn'"):
+        train(compose_cfg(f"data.root={folder_dataset}", "+model.net.colour=bgr"))
+    with pytest.raises(ModelError, match="arch 'cnn' is trained from scratch.*model.pretrained=false"):
+        train(compose_cfg(f"data.root={folder_dataset}", "model.pretrained=true"))
+    for override, message in [
+        ("model.lr=-1", r"model.optimizer \(torch.optim.Adam\) cannot be used: Invalid learning rate: -1"),
+        ("model.optimizer._target_=torch.optim.Nope", "model.optimizer"),
+        ("~model.optimizer._partial_", "_partial_: true"),
+        ("model.scheduler.mode=sideways", "model.scheduler"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            train(compose_cfg(f"data.root={folder_dataset}", "trainer.max_epochs=1", override))
+        assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training: no crash checkpoint
 
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
@@ -146,11 +157,84 @@ def test_hfnet_highpass_adds_the_noise_residual_and_grid_head_keeps_layout():
     out = HighPass()(flat)
     assert out.shape == (1, 6, 8, 8) and torch.equal(out[:, :3], flat)
     assert out[:, 3:, 1:-1, 1:-1].abs().max() < 1e-6  # a flat image has no residual inside the border
-    grid = create_model("hfnet", image_size=64, stem_stride=2, pool_grid=4).eval()
+    grid = make_net("hfnet", "model.net.stem_stride=2", "model.net.pool_grid=4", image_size=64).eval()
     assert grid.head[-1].in_features == 128 * 16 and grid(torch.rand(3, 3, 64, 64)).shape == (3,)
-    both = create_model("hfnet", image_size=64, stem_stride=2, global_max=True).eval()
+    both = make_net("hfnet", "model.net.stem_stride=2", "model.net.global_max=true", image_size=64).eval()
     assert both.head[-1].in_features == 128 * 2 and both(torch.rand(3, 3, 64, 64)).shape == (3,)
     with pytest.raises(ModelError, match="pool_grid"):
-        create_model("hfnet", pool_grid=0)
+        make_net("hfnet", "model.net.pool_grid=0")
     with pytest.raises(ModelError, match="too small"):
-        create_model("hfnet", image_size=16, stem_stride=8)
+        make_net("hfnet", "model.net.stem_stride=8", image_size=16)
+
+
+# ---------------------------------------------------------------------------
+# Optimiser and schedule come from config
+
+
+def _optimisers(module):
+    found = module.configure_optimizers()
+    if isinstance(found, dict):
+        return found["optimizer"], found["lr_scheduler"]["scheduler"]
+    return found, None
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_has_optimizer_and_scheduler_nodes_that_the_module_calls(name):
+    from deepfake.training import DeepfakeLitModule
+
+    config = model_cfg(name, "model.pretrained=false")
+    for key in ("optimizer", "scheduler"):
+        assert config[key]["_target_"].startswith("torch.optim.") and config[key]["_partial_"] is True
+    optimizer, scheduler = _optimisers(DeepfakeLitModule(model=config, image_size=32))
+    assert type(optimizer).__name__ == config["optimizer"]["_target_"].rsplit(".", 1)[1]
+    assert optimizer.param_groups[0]["lr"] == config["lr"] == config["optimizer"]["lr"]
+    assert type(scheduler).__name__ == config["scheduler"]["_target_"].rsplit(".", 1)[1]
+
+
+def test_any_torch_optimiser_or_schedule_is_one_override_away():
+    from deepfake.training import DeepfakeLitModule
+
+    def built(*overrides):
+        return _optimisers(DeepfakeLitModule(model=model_cfg("cnn", *overrides), image_size=32))
+
+    sgd, _ = built("model.optimizer._target_=torch.optim.SGD", "+model.optimizer.momentum=0.9", "model.lr=0.05")
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.05
+    adamw, cosine = built("model/optimizer=adamw", "model/scheduler=cosine", "trainer.max_epochs=7")
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(cosine, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert cosine.T_max == 7
+    constant, none = built("~model/scheduler")
+    assert isinstance(constant, torch.optim.Adam) and none is None
+
+
+def test_a_cosine_schedule_from_an_experiment_yaml(tmp_path, folder_dataset, compose_cfg):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "cosine_cnn.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n"
+        "  - override /model: cnn\n"
+        "  - override /model/scheduler: cosine\n"
+        "model:\n"
+        "  lr: 0.02\n"
+    )
+    cfg = compose_cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=cosine_cnn", f"data.root={folder_dataset}")
+    assert cfg.model.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR"
+    train(compose_cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=cosine_cnn",
+                      f"data.root={folder_dataset}", "trainer.max_epochs=2", "test=false"))  # fmt: skip
+    lrs = []
+    for log in (tmp_path / "run").glob("logs/version_*/metrics.csv"):
+        import csv
+
+        with open(log) as fh:
+            lrs += [float(r["lr-Adam"]) for r in csv.DictReader(fh) if r.get("lr-Adam")]
+    assert lrs[0] == pytest.approx(0.02) and lrs[1] == pytest.approx(0.01)  # cos(pi/2): half way down
+
+
+def test_the_name_of_a_run_is_the_backbone_it_trained(compose_cfg):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=vgg16", "model.backbone=resnet50"], return_hydra_config=True)
+    assert cfg.model.name == "resnet50" and cfg.model.net.backbone == "resnet50"
+    assert cfg.hydra.run.dir.startswith("runs/resnet50/")
+    assert model_cfg("effb7_att", "model.backbone=mobilenetv2")["name"] == "mobilenetv2_att"
+    assert model_cfg("effb7_att")["name"] == "effb7_att" and model_cfg("cnn_deep")["name"] == "cnn_deep"

@@ -1,8 +1,12 @@
-"""A regular (non-editable) install works away from the repository: the bundled model, the export defaults, the
-page's templates and static files travel in the wheel, and the console scripts run.
+"""What a pip install gives, away from the repository.
 
-The tests import the package from the checkout (editable install); this one installs the wheel into a folder of
-its own and runs it from another directory, where nothing of the checkout can stand in for a missing file.
+- The full package (installed without dependencies into a folder of its own; the test environment supplies
+  them) finds the bundled model, the page's templates and static files, and its console scripts run.
+- A base install (a fresh virtual environment, ``pip install deepfake`` without extras) has no torch, yet
+  ``deepfake-infer`` judges an image and the web app serves; commands that need the train extra say so.
+
+The tests import the package from the checkout (editable install); these build the wheel from the tracked files
+and run it from another directory, where nothing of the checkout can stand in for a missing file.
 """
 
 import json
@@ -10,10 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_image
+from conftest import ROOT, make_image, start_gunicorn
 
 from deepfake.predictor import Predictor
 
@@ -21,7 +26,6 @@ CHECK = """
 import json, sys
 from pathlib import Path
 import deepfake
-from deepfake.export import export_config
 from deepfake.predictor import Predictor
 from deepfake.web import create_app
 
@@ -33,7 +37,6 @@ print(json.dumps({
     "package": deepfake.__file__,
     "model": str(Predictor().path),
     "p_fake": Predictor().predict(image).p_fake,
-    "export_opset": export_config().opset,
     "page": [client.get("/").status_code, "<form" in client.get("/").get_data(as_text=True)],
     "static": [client.get("/static/app.js").status_code, client.get("/static/style.css").status_code],
     "api": [api.status_code, api.get_json()],
@@ -49,18 +52,28 @@ def tracked_files() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """The wheel built from the tracked files (a copy: the build writes build/ beside the sources), installed
-    without dependencies into a folder of its own; the test environment supplies the dependencies."""
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from the tracked files (a copy: the build writes build/ beside the sources)."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     for name in tracked_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
-    site = tmp / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--target", str(site), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp), source],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = tmp.glob("deepfake-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The wheel installed without dependencies into a folder of its own; this environment supplies them."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
         check=True,
         capture_output=True,
     )
@@ -73,7 +86,7 @@ def run_installed(site: Path, cwd: Path, *command: str) -> subprocess.CompletedP
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_installed_package_finds_its_model_config_and_page(installed, tmp_path):
+def test_the_installed_package_finds_its_model_and_page(installed, tmp_path):
     image = make_image(tmp_path / "face.png", label=1, seed=3, size=96)
     done = run_installed(installed, tmp_path, sys.executable, "-c", CHECK, str(installed), str(image))
     assert done.returncode == 0, done.stderr
@@ -82,11 +95,20 @@ def test_the_installed_package_finds_its_model_config_and_page(installed, tmp_pa
     assert Path(found["package"]).is_relative_to(installed)
     assert Path(found["model"]) == installed / "deepfake" / "bundled" / "models" / "default.onnx"
     assert found["p_fake"] == pytest.approx(Predictor().predict(image).p_fake, abs=1e-7)
-    assert found["export_opset"] >= 17
     assert found["page"] == [200, True]
     assert found["static"] == [200, 200]
     status, body = found["api"]
     assert status == 200 and body["results"][0]["p_fake"] == pytest.approx(found["p_fake"], abs=1e-6)
+
+
+def test_export_runs_from_python_without_hydra_configs(installed, trained_run, tmp_path):
+    """export(ckpt=..., out=...) needs no yaml: the wheel ships none, and the checkout is not on the path."""
+    run, _ = trained_run
+    code = "import sys; from deepfake.export import export; export(ckpt=sys.argv[1], out=sys.argv[2])"
+    done = run_installed(installed, tmp_path, sys.executable, "-c", code, str(run), str(tmp_path / "m.onnx"))
+    assert done.returncode == 0, done.stderr
+    assert "parity: max |delta p_fake|" in done.stdout and (tmp_path / "m.onnx").is_file()
+    assert not (installed / "deepfake" / "bundled" / "configs").exists()
 
 
 def test_console_scripts_run_from_the_wheel(installed, tmp_path):
@@ -99,3 +121,58 @@ def test_console_scripts_run_from_the_wheel(installed, tmp_path):
     for script in ("deepfake-evaluate", "deepfake-compare", "deepfake-serve"):
         shown = run_installed(installed, tmp_path, str(installed / "bin" / script), "--help")
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {script}"), shown.stderr
+
+
+@pytest.fixture(scope="module")
+def base_install(wheel, tmp_path_factory) -> Path:
+    """A fresh virtual environment with the wheel and its base dependencies from the package index: no extras."""
+    venv = tmp_path_factory.mktemp("base") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    done = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    return venv / "bin"
+
+
+def test_a_base_install_has_no_torch_yet_judges_images_and_serves(base_install, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEEPFAKE_MODEL")}
+    python = str(base_install / "python")
+    absent = ("torch", "lightning", "torchvision", "timm", "hydra", "captum", "matplotlib", "onnx")
+    probe = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
+    found = subprocess.run([python, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+    image = make_image(tmp_path / "face.png", label=1, seed=5, size=96)
+    infer = subprocess.run(
+        [base_install / "deepfake-infer", "--json", image], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert infer.returncode == 0, infer.stderr
+    assert json.loads(infer.stdout)["p_fake"] == pytest.approx(Predictor().predict(image).p_fake, abs=1e-6)
+
+    # A command of the train extra answers with the pip command, in one line.
+    evaluate = subprocess.run(
+        [base_install / "deepfake-evaluate", "--data", tmp_path, "--out", tmp_path / "eval"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert evaluate.returncode == 2 and evaluate.stderr.count("\n") == 1, evaluate.stderr
+    assert "needs the Python package" in evaluate.stderr and "pip install 'deepfake[train]'" in evaluate.stderr
+
+    process, url = start_gunicorn(tmp_path, bin_dir=base_install, **{"PATH": f"{base_install}:{env['PATH']}"})
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=10) as response:
+            ready = json.load(response)
+        with urllib.request.urlopen(url + "/", timeout=10) as response:
+            page = response.read().decode()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert ready == {"status": "ready", "model": "hfnet"}
+    # Without Captum the page offers no occlusion heatmap: nothing it cannot deliver.
+    assert "<form" in page and 'name="heatmap"' not in page

@@ -59,7 +59,8 @@ def test_bad_inputs_raise_image_errors_that_name_the_problem(exported, tmp_path)
     cases = [
         (b"", "empty"),
         (b"hello, not an image", "not an image"),
-        (make_image(tmp_path / "t.jpg", 1, seed=1).read_bytes()[:300], "truncated"),
+        (make_image(tmp_path / "t.jpg", 1, seed=1, size=64).read_bytes()[:-300], "truncated JPEG"),
+        (make_image(tmp_path / "t.jpg", 1, seed=1).read_bytes()[:300], "not an image, or a damaged one"),
         (np.zeros((8, 8, 3), np.float32), "dtype float32"),
         (np.zeros((8, 8, 5), np.uint8), "shape"),
         (12345, "unsupported input type"),
@@ -101,7 +102,8 @@ def test_one_predictor_is_safe_from_many_threads(exported):
 def test_infer_prints_verdicts_reports_bad_files_and_exits_1(exported, tmp_path):
     out, _, _, data = exported
     bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    whole = make_image(tmp_path / "whole.jpg", 1, seed=9, size=64).read_bytes()
+    bad.write_bytes(whole[: len(whole) * 3 // 4])  # a download cut short: the header is whole, the end is not
     result = run_infer("--onnx", out, data / "Fake", bad, tmp_path / "nowhere.png", data / "Real" / "real_000.jpg")
     assert result.returncode == 1
     lines = [line.split("\t") for line in result.stdout.splitlines()]

@@ -1,11 +1,19 @@
-"""The preprocessing contract: RGB order, scaling, normalisation, and bad-input messages."""
+"""The preprocessing contract: RGB order, scaling, normalisation, thresholds, and bad-input messages."""
 
 import cv2
 import numpy as np
 import pytest
 
-from deepfake.errors import ImageError
-from deepfake.preprocess import Preprocess, check_image_file, decode_image, read_image
+from deepfake.errors import ConfigError, ImageError
+from deepfake.images import check_image_file, decode_image, read_image
+from deepfake.predictor import verdict
+from deepfake.preprocess import Preprocess, check_threshold
+
+
+def encoded(suffix: str) -> bytes:
+    ok, buf = cv2.imencode(suffix, np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    assert ok
+    return buf.tobytes()
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
@@ -34,16 +42,17 @@ def test_plain_contract_is_unit_range():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"", "empty"),
-        (b"hello, I am a text file", "not an image"),
-        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "truncated JPEG"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "truncated PNG"),
-        (b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9", "could not be decoded"),
+        (lambda: b"", "empty"),
+        (lambda: b"hello, I am a text file", "not an image"),
+        (lambda: encoded(".jpg")[:2000], "truncated JPEG"),
+        (lambda: encoded(".png")[:2000], "truncated PNG"),
+        (lambda: b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9", "not an image, or a damaged one"),
+        (lambda: b"GIF89a" + encoded(".png")[6:], "not an image"),  # a format OpenCV does not decode
     ],
 )
 def test_bad_bytes_raise_a_named_problem(data, message):
     with pytest.raises(ImageError, match=message):
-        decode_image(data)
+        decode_image(data())
 
 
 def test_truncated_jpeg_file_is_spotted_without_decoding(tmp_path):
@@ -54,6 +63,17 @@ def test_truncated_jpeg_file_is_spotted_without_decoding(tmp_path):
     assert check_image_file(good) is None
     assert "truncated" in check_image_file(cut)
     assert "cannot read" in check_image_file(tmp_path / "missing.jpg")
+
+
+def test_threshold_is_checked_once_for_every_caller_and_decides_the_label():
+    assert check_threshold("0.25") == 0.25
+    for bad in (0, 1, 1.5, -0.1, "nan", "high", None):
+        with pytest.raises(ConfigError, match="must be strictly between 0 and 1"):
+            check_threshold(bad)
+    assert verdict(0.7, 0.5).label == "fake" and verdict(0.7, 0.5).confidence == 0.7
+    assert verdict(0.3, 0.5).label == "real" and verdict(0.3, 0.5).confidence == pytest.approx(0.7)
+    assert verdict(0.5, 0.5).label == "fake"  # p_fake >= threshold reads fake
+    assert verdict(0.6, 0.7).label == "real"
 
 
 def test_bad_contract_values_are_rejected():

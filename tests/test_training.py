@@ -7,11 +7,11 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, make_class_folders, make_image
+from conftest import ROOT, make_class_folders, make_image, make_undecodable_png, model_cfg
 from torch import nn
 
 from deepfake.data import DeepfakeDataModule
-from deepfake.training import LitDetector, train
+from deepfake.training import DeepfakeLitModule, train
 
 
 def _epochs_trained(run_dir):
@@ -61,9 +61,11 @@ def test_label_order_real0_fake1_from_folder_to_metrics(tmp_path):
         make_image(root / "Test" / "Fake" / f"f{i}.png", 1, seed=50 + i)
     for split in ("Train", "Validation"):
         make_class_folders(root / split, 2, 2)
-    module = LitDetector(model={"arch": "cnn"}, image_size=32)
+    module = DeepfakeLitModule(model=model_cfg("cnn"), image_size=32)
     module.net = AlwaysFake()
-    dm = DeepfakeDataModule(str(root), module.preprocess, batch_size=4, num_workers=0)
+    dm = DeepfakeDataModule(
+        str(root), module.preprocess, batch_size=4, num_workers=0, val_fraction=0.1, test_fraction=0.1, seed=0
+    )
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     (metrics,) = trainer.test(module, datamodule=dm, verbose=False)
     assert metrics["test/recall"] == pytest.approx(1.0)
@@ -103,10 +105,12 @@ def test_runs_are_reproducible_on_cpu(folder_dataset, compose_cfg, tmp_path):
 
 
 def test_training_survives_an_image_that_fails_to_decode(folder_dataset, compose_cfg, tmp_path):
-    (folder_dataset / "Fake" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")
+    make_undecodable_png(folder_dataset / "Fake" / "broken.png")
     (folder_dataset / "Real" / "empty.png").write_bytes(b"")
+    (folder_dataset / "Real" / "header.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")
     metrics = train(compose_cfg(f"data.root={folder_dataset}", "trainer.max_epochs=1"))
-    assert metrics["skipped_files"] == 1  # empty.png: caught before training; broken.jpg: dropped from its batch
+    # empty.png and header.jpg (no readable header): caught before training; broken.png: dropped from its batch
+    assert metrics["skipped_files"] == 2
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -122,13 +126,13 @@ def test_training_survives_an_image_that_fails_to_decode(folder_dataset, compose
 def test_cli_reports_bad_input_without_traceback(override, message, folder_dataset, tmp_path):
     args = [f"data.root={folder_dataset}", f"hydra.run.dir={tmp_path / 'run'}", override]
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert message in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {message}" or message in proc.stderr.splitlines()[-1]
     assert "Traceback" not in proc.stderr
 
 
 def test_mixup_blends_images_and_labels_alike(monkeypatch):
-    module = LitDetector(model={"name": "hfnet", "arch": "hfnet", "widths": [4], "mixup": 0.4}, image_size=16)
+    module = DeepfakeLitModule(model=model_cfg("hfnet", "model.net.widths=[4]", "model.mixup=0.4"), image_size=16)
     seen = {}
 
     class Record(nn.Module):

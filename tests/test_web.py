@@ -7,18 +7,14 @@ import base64
 import io
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES_MINI, ROOT
+from conftest import FACES_MINI, ROOT, start_gunicorn
 from test_image_limits import png_bomb
 
 from deepfake.predictor import Predictor
@@ -105,7 +101,7 @@ BODY_LIMIT = 10 * 1024 * 1024
 ROWS = {
     "empty upload": (lambda: b"", 400, "empty_upload", "empty"),
     "not an image": (lambda: b"hello, I am a text file", 415, "unsupported_image", "not an image"),
-    "truncated image": (lambda: jpeg(3)[:500], 415, "unsupported_image", "truncated"),
+    "truncated image": (lambda: jpeg(3)[:-400], 415, "unsupported_image", "truncated JPEG"),
     "unsupported format": (gif, 415, "unsupported_image", "not an image in a supported format"),
     "body over the limit": (lambda: b"\xff\xd8\xff" + b"\x00" * BODY_LIMIT, 413, "too_large", "over the limit of 10"),
     "decompression bomb": (png_bomb, 413, "too_many_pixels", "100.0 megapixels is over the limit of 40"),
@@ -332,34 +328,6 @@ def test_dev_server_help_names_the_flags():
     assert result.returncode == 0
     for flag in ("--host", "--port", "--model", "--keep-uploads", "--max-mb", "--max-pixels"):
         assert flag in result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(tmp_path: Path, **env) -> tuple[subprocess.Popen, str]:
-    """deepfake-serve (gunicorn) as `make serve` runs it, on a free loopback port; waits until /readyz answers."""
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed with the process
-    serve = [str(Path(sys.executable).with_name("deepfake-serve")), "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [*serve, "--workers", "1", "--threads", "2"], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise AssertionError(f"gunicorn did not answer: {(tmp_path / 'gunicorn.log').read_text()}")
 
 
 def multipart(content: bytes, name: str) -> tuple[bytes, str]:

@@ -1,41 +1,22 @@
-"""Detectors by name: ``create_model("cnn")``, ``create_model("timm", backbone="vgg16")``.
+"""Detectors by name: ``create_model("cnn")``, ``create_model("timm", backbone="vgg16", pretrained=True)``.
 
-Every model maps a normalised RGB batch (B, 3, H, W) to the logit of "fake", shape (B,),
-and carries the ``mean``/``std`` its input must be normalised with.
+One module per family (cnn.py, hfnet.py, timm_backbone.py, attention.py), each registering its
+factories in :mod:`deepfake.models.registry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
 
 from torch import nn
 
-from deepfake.errors import ModelError
+# The families register themselves when imported.
+from deepfake.models import attention, cnn, hfnet, timm_backbone  # noqa: F401
+from deepfake.models.registry import create_model, get_factory, list_models, register
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+__all__ = ["create_model", "get_factory", "list_models", "register", "returns_attention"]
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_factory(arch: str) -> Callable[..., nn.Module]:
-    if arch not in _REGISTRY:
-        raise ModelError(f"model.arch={arch!r} is not a known architecture; choose one of {', '.join(list_models())}")
-    return _REGISTRY[arch]
-
-
-def create_model(arch: str, **kwargs) -> nn.Module:
-    return get_factory(arch)(**kwargs)
-
-
-# Imported for their @register side effect.
-from deepfake.models import attention, cnn, hfnet, timm_backbone  # noqa: E402, F401
+def returns_attention(net: nn.Module) -> bool:
+    """Whether the network can also return its attention mask: ``forward(x, return_mask=True)`` (attention.py)."""
+    return "return_mask" in inspect.signature(net.forward).parameters

@@ -1,8 +1,10 @@
 """Attention-GAP head on a timm backbone (EfficientNet-B7 in the ``effb7_att`` config).
 
-A small 1x1-conv branch predicts a spatial mask in [0, 1]; the head pools the
-masked features and divides by the pooled mask, so the pooled vector is a
-mask-weighted average of the feature map rather than one shrunk by sparse masks.
+A small 1x1-conv branch predicts a spatial mask in [0, 1]. The head pools the feature map
+weighted by the mask, normalised by the mask's own total: the pooled vector is a mask-weighted
+average of the features (what GAP(features x mask) / GAP(mask) computes), not one shrunk by
+sparse masks. The weights are computed as softmax(log mask), which stays exact when the whole
+mask is near zero, where the plain ratio would divide one underflowing number by another.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepfake.models import register
+from deepfake.models.registry import register
 from deepfake.models.timm_backbone import create_backbone, data_config
 
 
 class AttentionGAPHead(nn.Module):
-    def __init__(self, channels: int, hidden: int = 128, dropout: float = 0.5):
+    def __init__(self, channels: int, *, hidden: int, dropout: float):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels)
         widths = (channels, 64, 16, 8)
@@ -35,10 +37,9 @@ class AttentionGAPHead(nn.Module):
         features = self.norm(features)
         scores = self.attention[:-1](features)  # (B, 1, h, w), the mask before its sigmoid
         mask = torch.sigmoid(scores)
-        # GAP(features x mask) / GAP(mask) is a weighted average with weights mask / sum(mask), computed here as
-        # softmax(log(mask)): the same numbers, but when the whole mask is near 0 (sigmoid of large negative
-        # scores, seen on inputs unlike the training data) the plain ratio divides one underflowing value by
-        # another, and PyTorch and onnxruntime then disagree by whole units of logit.
+        # Weights mask / sum(mask), computed as softmax(log(mask)): when the whole mask is near 0 (sigmoid of large
+        # negative scores, seen on inputs unlike the training data) the plain ratio GAP(f*m) / GAP(m) divides one
+        # underflowing value by another, and PyTorch and onnxruntime then disagree by whole units of logit.
         # log(sigmoid(s)) written out: onnxruntime's Sigmoid is 0 below about -18, and log(0) would give NaN.
         log_mask = scores.clamp(max=0) - torch.log1p(torch.exp(-scores.abs()))
         weights = torch.softmax(log_mask.flatten(2), dim=-1)  # (B, 1, h*w), sums to 1
@@ -46,15 +47,11 @@ class AttentionGAPHead(nn.Module):
         return self.classifier(pooled).squeeze(1), mask
 
 
-class AttentionDetector(nn.Module):
-    def __init__(
-        self,
-        backbone: str = "effb7",
-        pretrained: bool = True,
-        weights_file: str | None = None,
-        dropout: float = 0.5,
-        hidden: int = 128,
-    ):
+@register("attention")
+class AttentionNet(nn.Module):
+    """timm backbone features -> :class:`AttentionGAPHead`; ``forward(x, return_mask=True)`` also returns the mask."""
+
+    def __init__(self, *, backbone: str, dropout: float, hidden: int, pretrained: bool, weights_file: str | None):
         super().__init__()
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, weights_file=weights_file, num_classes=0, global_pool=""
@@ -65,14 +62,3 @@ class AttentionDetector(nn.Module):
     def forward(self, x: torch.Tensor, return_mask: bool = False):
         logits, mask = self.head(self.backbone.forward_features(x))
         return (logits, mask) if return_mask else logits
-
-
-@register("attention")
-def attention_model(
-    backbone: str = "effb7",
-    pretrained: bool = True,
-    weights_file: str | None = None,
-    dropout: float = 0.5,
-    hidden: int = 128,
-):
-    return AttentionDetector(backbone, pretrained, weights_file, dropout, hidden)

@@ -1,11 +1,11 @@
-"""The two baseline CNNs of the reference apps, trained from scratch on [0, 1] RGB."""
+"""The two baseline CNNs of the reference apps, trained from scratch on [0, 1] RGB (configs/model/cnn*.yaml)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from deepfake.errors import ModelError
-from deepfake.models import register
+from deepfake.models.registry import register
 
 PLAIN = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
 
@@ -17,10 +17,11 @@ class _CNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
+@register("cnn")  # the classes are their own factories: __init__ lists the options (configs/model/cnn*.yaml)
 class ReferenceCNN(_CNN):
     """First reference app: conv32-pool-conv64-pool-dense128-dropout-logit (Keras 'valid' convs)."""
 
-    def __init__(self, image_size: int = 128, dropout: float = 0.5):
+    def __init__(self, *, image_size: int, dropout: float):
         super().__init__()
         side = ((image_size - 2) // 2 - 2) // 2
         if side < 1:
@@ -38,10 +39,11 @@ class ReferenceCNN(_CNN):
         )
 
 
+@register("cnn_deep")
 class DeepCNN(_CNN):
     """Second reference app: four conv-BN-ReLU-pool blocks (32..256), dense 512-256-128 with dropout."""
 
-    def __init__(self, image_size: int = 128, dropout: float = 0.5):
+    def __init__(self, *, image_size: int, dropout: float):
         super().__init__()
         side = image_size // 16
         if side < 1:
@@ -57,13 +59,3 @@ class DeepCNN(_CNN):
             dense += [nn.Linear(width, units), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             width = units
         self.head = nn.Sequential(*dense, nn.Linear(width, 1))
-
-
-@register("cnn")
-def cnn(image_size: int = 128, dropout: float = 0.5) -> nn.Module:
-    return ReferenceCNN(image_size, dropout)
-
-
-@register("cnn_deep")
-def cnn_deep(image_size: int = 128, dropout: float = 0.5) -> nn.Module:
-    return DeepCNN(image_size, dropout)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from deepfake.errors import ModelError
-from deepfake.models import register
 from deepfake.models.cnn import PLAIN
+from deepfake.models.registry import register
 
 
 class HighPass(nn.Module):
@@ -43,7 +43,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.
     ]
 
 
-@register("hfnet")  # the class is its own factory: its __init__ lists the config options
+@register("hfnet")  # the class is its own factory: its __init__ lists the options (configs/model/hfnet.yaml)
 class HFNet(nn.Module):
     """Patch-embedding stem, conv-BN-ReLU stages with max-pooling between them, GAP, dropout, logit."""
 
@@ -51,14 +51,15 @@ class HFNet(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 256,
-        stem_stride: int = 4,
-        widths: tuple[int, ...] = (32, 64, 128),
-        depth: int = 2,
-        highpass: bool = True,
-        dropout: float = 0.2,
-        pool_grid: int = 1,
-        global_max: bool = False,
+        *,
+        image_size: int,
+        stem_stride: int,
+        widths: tuple[int, ...],
+        depth: int,
+        highpass: bool,
+        dropout: float,
+        pool_grid: int,
+        global_max: bool,
     ):
         super().__init__()
         widths = tuple(int(w) for w in widths)

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from torch import nn
 
 from deepfake.errors import ModelError
-from deepfake.models import register
+from deepfake.models.registry import register
 
 # Short names used by the configs; any other timm model name is passed through as is.
 ALIASES = {
@@ -32,7 +32,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def create_backbone(backbone: str, *, pretrained: bool = True, weights_file: str | None = None, **kwargs) -> nn.Module:
+def create_backbone(backbone: str, *, pretrained: bool, weights_file: str | None, **kwargs) -> nn.Module:
     """``timm.create_model`` with errors a user can act on.
 
     Without network access huggingface_hub retries for about a minute before giving
@@ -73,8 +73,11 @@ def data_config(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
-class TimmDetector(nn.Module):
-    def __init__(self, backbone: str, pretrained: bool = True, weights_file: str | None = None, dropout: float = 0.0):
+@register("timm")
+class TimmNet(nn.Module):
+    """A timm model with a one-logit head (``num_classes=1``), normalised as its pretrained weights expect."""
+
+    def __init__(self, *, backbone: str, dropout: float, pretrained: bool, weights_file: str | None):
         super().__init__()
         self.net = create_backbone(
             backbone, pretrained=pretrained, weights_file=weights_file, num_classes=1, drop_rate=dropout
@@ -83,10 +86,3 @@ class TimmDetector(nn.Module):
 
     def forward(self, x):
         return self.net(x).squeeze(1)
-
-
-@register("timm")
-def timm_model(
-    backbone: str = "mobilenetv2", pretrained: bool = True, weights_file: str | None = None, dropout: float = 0.0
-):
-    return TimmDetector(backbone, pretrained, weights_file, dropout)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from deepfake.errors import UserError
+from deepfake.cli import run_command
 from deepfake.predictor import default_model_path
 from deepfake.web import config
 
@@ -60,17 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         "MAX_PIXELS": args.max_pixels,
         "MAX_FILES": args.max_files,
     }
-    from deepfake.web import create_app
 
-    try:
+    def serve() -> None:
+        from deepfake.web import create_app
+
         app = create_app({k: v for k, v in overrides.items() if v is not None})
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"development server on http://{args.host}:{args.port}/ (production: make serve)", file=sys.stderr)
-    # Never the debugger: it runs arbitrary code for whoever can reach the port.
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
-    return 0
+        print(f"development server on http://{args.host}:{args.port}/ (production: make serve)", file=sys.stderr)
+        # Never the debugger: it runs arbitrary code for whoever can reach the port.
+        app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+
+    return run_command(serve, "python -m deepfake.web")
 
 
 if __name__ == "__main__":

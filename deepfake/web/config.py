@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from deepfake.errors import ConfigError
-from deepfake.preprocess import MAX_PIXELS
+from deepfake.images import MAX_PIXELS
 
 MB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

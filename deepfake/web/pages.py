@@ -37,8 +37,8 @@ def index():
 def upload():
     service = current_service()
     explain = None
-    if request.form.get("heatmap"):  # "show heatmap": the method picked beside it, else occlusion (any model has it)
-        explain = request.form.get("explain") or "occlusion"
+    if request.form.get("heatmap"):  # "show heatmap": the method picked beside it, else the first one there is
+        explain = request.form.get("explain") or next(iter(service.explain_methods()), "occlusion")
     results = service.predict(uploads_from(request.files, FORM_FIELDS), explain=explain, preview=True)
     shown = [
         {

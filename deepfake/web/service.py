@@ -19,8 +19,8 @@ import numpy as np
 from flask import current_app
 
 from deepfake.errors import ConfigError, ImageError, ModelError, UserError
+from deepfake.images import FORMAT_NAMES, FORMAT_SUFFIXES, ImageTooLargeError, decode_image, encode_image, image_format
 from deepfake.predictor import Predictor
-from deepfake.preprocess import FORMAT_SUFFIXES, ImageTooLargeError, decode_image, image_format
 
 log = logging.getLogger("deepfake.web")
 
@@ -174,10 +174,10 @@ class Service:
                 raise EmptyUpload(
                     f"{upload.filename}: empty file" if upload.filename else "no file chosen: empty upload"
                 )
-            if image_format(upload.data[:32]) is None:
+            if image_format(upload.data) is None:
                 raise UnsupportedImage(
                     f"{upload.filename or 'the upload'}: not an image in a supported format "
-                    "(JPEG, PNG, BMP, WebP or TIFF, recognised by content, not by name)"
+                    f"({FORMAT_NAMES}, recognised by content, not by name)"
                 )
         return [self._one(predictor, upload, explain, preview) for upload in uploads]
 
@@ -195,7 +195,7 @@ class Service:
         result = Result(upload.filename, verdict.label, verdict.p_fake, verdict.confidence, 0.0, heatmap)
         result.latency_ms = 1e3 * (time.perf_counter() - start)
         if preview:
-            result.preview_jpeg = encode(display_copy(rgb), ".jpg")
+            result.preview_jpeg = encode_image(display_copy(rgb), ".jpg")
         if self.keep_uploads:
             self.keep(upload.data)
         return result
@@ -211,11 +211,11 @@ class Service:
             explanation = explain_onnx(predictor, display_copy(rgb), method)
         except UserError as exc:
             raise BadRequest(str(exc), code="unsupported_explanation") from exc
-        return encode(explanation.overlay, ".png")
+        return explanation.png()
 
     def keep(self, data: bytes) -> Path:
         """Save accepted bytes under a name the server makes: the client's name never reaches the file system."""
-        suffix = FORMAT_SUFFIXES[image_format(data[:32])]
+        suffix = FORMAT_SUFFIXES[image_format(data)]
         path = self.keep_uploads / f"{uuid.uuid4().hex}{suffix}"
         with open(path, "xb") as fh:  # "x": never overwrite, even on a uuid collision
             fh.write(data)
@@ -244,10 +244,3 @@ def display_copy(rgb: np.ndarray) -> np.ndarray:
         return rgb
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
-def encode(rgb: np.ndarray, suffix: str) -> bytes:
-    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - OpenCV fails only on impossible shapes
-        raise WebError(f"could not encode a {rgb.shape} image as {suffix}")
-    return buf.tobytes()
