@@ -1,5 +1,5 @@
 # make test            create .venv if missing, install with test extras, run the tests
-# make demo [DATA=...] train model=cnn for one epoch and print its test metrics
+# make demo [DATA=...]  train the reference CNN for 7 epochs (about a minute) and print its test metrics
 # make default-model   retrain and re-export the bundled models/default.onnx (configs/experiment/default_model.yaml)
 # make serve [PORT=5000 WORKERS=2 THREADS=4 MODEL=m.onnx KEEP_UPLOADS=DIR]   the web app, served by gunicorn
 # make bench-http [CLIENTS=1,8,32 DURATION=10]   start gunicorn on a free port, run bench/http_bench.py, stop it
@@ -22,14 +22,14 @@ DURATION ?= 10
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[train,dev]"
 	touch $@
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 demo: $(VENV)/.installed
-	$(PY) train.py model=cnn data.root=$(DATA) trainer.max_epochs=1
+	$(PY) train.py experiment=demo data.root=$(DATA)
 
 default-model: $(VENV)/.installed
 	rm -rf runs/default_model
