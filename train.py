@@ -19,5 +19,11 @@ def main(cfg) -> None:
         print(f"run directory: {cfg.run_dir}")
 
 
+def schemas() -> None:
+    from deepfake.training import store_config
+
+    store_config()
+
+
 if __name__ == "__main__":
-    sys.exit(hydra_command(main, config_dir=Path(__file__).parent / "configs", config_name="train"))
+    sys.exit(hydra_command(main, config_dir=Path(__file__).parent / "configs", config_name="train", schemas=schemas))

@@ -84,6 +84,9 @@ def model_config(name: str) -> dict:
     """configs/model/<name>.yaml as train.py composes it."""
     from hydra import compose, initialize_config_dir
 
+    from deepfake.training import store_config
+
+    store_config()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}", "data.root=unused"])
     return OmegaConf.to_container(cfg.model, resolve=True)

@@ -17,12 +17,14 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import MISSING
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
@@ -33,6 +35,34 @@ from deepfake.preprocess import FAKE, LABELS, REAL, Preprocess
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+# The types of configs/data/*.yaml (their values live there): Hydra checks every override against them.
+@dataclass
+class AugmentConfig:
+    enabled: bool = MISSING
+    crop_scale: list[float] | None = MISSING
+    hflip: float = MISSING
+    rotation: float = MISSING
+    brightness: float = MISSING
+    contrast: float = MISSING
+    jpeg_p: float = MISSING
+    jpeg_quality: list[int] = MISSING
+    blur_p: float = MISSING
+    blur_sigma: list[float] = MISSING
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING
+    image_size: int = MISSING
+    batch_size: int = MISSING
+    num_workers: Any = MISSING  # "auto" or a count
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
 _SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
 _CLASS_DIRS = {"real": REAL, "fake": FAKE}
 

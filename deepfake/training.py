@@ -10,6 +10,7 @@ rebuild its network from the checkpoint alone: offline, without pretrained weigh
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -17,18 +18,19 @@ import os
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
-from deepfake.data import DeepfakeDataModule, write_split
+from deepfake.data import DataConfig, DeepfakeDataModule, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.metrics import metric_collection
 from deepfake.models import create_model, get_factory
@@ -37,6 +39,61 @@ from deepfake.preprocess import Preprocess
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+
+
+# The types of train.py's config (configs/train.yaml and its groups hold the values). Registered with Hydra
+# by store_config(), so a value of the wrong type is refused when the command line is composed.
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # names the run directory and the exported model
+    pretrained: bool = MISSING
+    lr: float = MISSING  # what model.optimizer.lr is set to
+    mixup: float = MISSING
+    net: dict[str, Any] = MISSING  # deepfake.models.create_model(**net)
+    optimizer: dict[str, Any] = MISSING  # _target_ + _partial_: called with the parameters
+    scheduler: dict[str, Any] | None = None  # _target_ + _partial_: called with the optimiser; none: constant lr
+    backbone: str | None = None  # the timm configs: what model.net.backbone follows
+    weights_file: str | None = None  # the timm configs: local ImageNet weights instead of the hub
+
+
+@dataclass
+class TrainerConfig:
+    """lightning.pytorch.Trainer's arguments that configs/trainer/*.yaml set; add others with +trainer.<name>=."""
+
+    _target_: str = MISSING
+    default_root_dir: str = MISSING
+    accelerator: str = MISSING
+    strategy: str = MISSING
+    devices: Any = MISSING  # a count, a list of device ids, or -1 for all
+    num_nodes: int = MISSING
+    precision: Any = MISSING  # "32-true", "16-mixed", "bf16-mixed", or "mixed": the best the GPU supports
+    max_epochs: int = MISSING
+    min_epochs: int = MISSING
+    log_every_n_steps: int = MISSING
+    gradient_clip_val: float | None = MISSING
+    deterministic: Any = MISSING  # true, false or "warn"
+    benchmark: bool | None = MISSING
+    sync_batchnorm: bool = MISSING
+
+
+@dataclass
+class TrainConfig:
+    seed: int = MISSING
+    run_dir: str = MISSING
+    ckpt_path: str | None = MISSING
+    test: bool = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    logger: dict[str, Any] = field(default_factory=dict)
+
+
+def store_config() -> None:
+    """Register :class:`TrainConfig` with Hydra as ``train_schema``, the schema configs/train.yaml starts from."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
 class DeepfakeLitModule(L.LightningModule):
@@ -51,6 +108,12 @@ class DeepfakeLitModule(L.LightningModule):
     def __init__(self, model: Mapping, image_size: int):
         super().__init__()
         self.save_hyperparameters()
+        settings = {f.name for f in dataclasses.fields(ModelConfig)}
+        if unknown := sorted(set(model) - settings):
+            raise ConfigError(
+                f"model.{unknown[0]} is not a model setting ({', '.join(sorted(settings))}); "
+                f"an option of the network goes under model.net: model.net.{unknown[0]}"
+            )
         self.net = create_model(
             **model["net"],
             image_size=image_size,
@@ -123,10 +186,10 @@ def _call_node(model: Mapping, key: str, **arguments):
     try:
         return instantiate(node)(**arguments)
     except (InstantiationException, TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"model.{key} ({node.get('_target_') if isinstance(node, Mapping) else node}) cannot be used: "
-            f"{str(exc).strip().splitlines()[-1]}. It must be a _target_ node with _partial_: true"
-        ) from exc
+        partial = isinstance(node, Mapping) and node.get("_partial_") is True
+        target = node.get("_target_") if isinstance(node, Mapping) else node
+        hint = "" if partial else "; it must be a _target_ node with _partial_: true"
+        raise ConfigError(f"model.{key} ({target}) cannot be used: {_reason(exc)}{hint}") from exc
 
 
 class EpochTimer(L.Callback):
@@ -152,7 +215,15 @@ def _instantiate(node, what: str, **kwargs):
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
-        raise ConfigError(f"{what}: {str(exc).strip().splitlines()[-1]}") from exc
+        raise ConfigError(f"{what}: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """What Hydra's instantiate error says went wrong, without its framing lines."""
+    text = str(exc).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception.", "")
+    lines = [line.strip() for line in text.strip().splitlines()]
+    kept = [line for line in lines if line and not line.startswith(("Error in call to target", "full_key:"))]
+    return " ".join(kept) or lines[0]
 
 
 def _instantiate_all(group: DictConfig | None, what: str) -> list:

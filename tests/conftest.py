@@ -63,22 +63,26 @@ def compose_cfg(tmp_path: Path):
     """compose_cfg(*overrides) -> a train config writing into a fresh run directory."""
 
     def _compose(*overrides: str, run_dir: Path | None = None):
-        run_dir = run_dir or tmp_path / "run"
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            return compose(
-                "train",
-                overrides=[
-                    f"run_dir={run_dir}",
-                    "trainer=cpu",
-                    "data.num_workers=0",
-                    "data.batch_size=8",
-                    "data.image_size=32",
-                    "callbacks.progress_bar=null",
-                    *overrides,
-                ],
-            )
+        return compose_train(
+            f"run_dir={run_dir or tmp_path / 'run'}",
+            "trainer=cpu",
+            "data.num_workers=0",
+            "data.batch_size=8",
+            "data.image_size=32",
+            "callbacks.progress_bar=null",
+            *overrides,
+        )
 
     return _compose
+
+
+def compose_train(*overrides: str, return_hydra_config: bool = False):
+    """The config train.py composes from its command line."""
+    from deepfake.training import store_config
+
+    store_config()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def export_cfg(*overrides):
@@ -94,8 +98,7 @@ def model_cfg(name: str, *overrides: str) -> dict:
     """configs/model/<name>.yaml as train.py composes it (resolved), with overrides such as "model.net.dropout=0"."""
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}", "data.root=unused", *overrides])
+    cfg = compose_train(f"model={name}", "data.root=unused", *overrides)
     return OmegaConf.to_container(cfg.model, resolve=True)
 
 
@@ -112,26 +115,22 @@ def trained_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     data = make_class_folders(tmp / "data", 20, 20)
     run = tmp / "run"
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"run_dir={run}",
-                f"data.root={data}",
-                "trainer=cpu",
-                "model=hfnet",
-                "model.net.stem_stride=2",
-                "model.net.widths=[8,16]",
-                "model.net.depth=1",
-                "model.lr=1e-2",
-                "trainer.max_epochs=8",
-                "callbacks.early_stopping=null",
-                "data.num_workers=0",
-                "data.batch_size=8",
-                "data.image_size=32",
-                "callbacks.progress_bar=null",
-            ],
-        )
+    cfg = compose_train(
+        f"run_dir={run}",
+        f"data.root={data}",
+        "trainer=cpu",
+        "model=hfnet",
+        "model.net.stem_stride=2",
+        "model.net.widths=[8,16]",
+        "model.net.depth=1",
+        "model.lr=1e-2",
+        "trainer.max_epochs=8",
+        "callbacks.early_stopping=null",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "data.image_size=32",
+        "callbacks.progress_bar=null",
+    )
     from deepfake.training import train
 
     train(cfg)

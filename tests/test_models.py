@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, make_net, model_cfg
+from conftest import ROOT, compose_train, make_net, model_cfg
 
 from deepfake.errors import ConfigError, ModelError
 from deepfake.models import create_model
@@ -105,6 +105,8 @@ def test_bad_model_settings_are_named(compose_cfg, folder_dataset, tmp_path):
         train(compose_cfg(f"data.root={folder_dataset}", "model.net.arch=nope"))
     with pytest.raises(ConfigError, match="model.net.colour is not an option of arch 'cnn'"):
         train(compose_cfg(f"data.root={folder_dataset}", "+model.net.colour=bgr"))
+    with pytest.raises(ConfigError, match="model.colour is not a model setting.*model.net.colour"):
+        train(compose_cfg(f"data.root={folder_dataset}", "+model.colour=bgr"))
     with pytest.raises(ModelError, match="arch 'cnn' is trained from scratch.*model.pretrained=false"):
         train(compose_cfg(f"data.root={folder_dataset}", "model.pretrained=true"))
     for override, message in [
@@ -230,10 +232,7 @@ def test_a_cosine_schedule_from_an_experiment_yaml(tmp_path, folder_dataset, com
 
 
 def test_the_name_of_a_run_is_the_backbone_it_trained(compose_cfg):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["model=vgg16", "model.backbone=resnet50"], return_hydra_config=True)
+    cfg = compose_train("model=vgg16", "model.backbone=resnet50", return_hydra_config=True)
     assert cfg.model.name == "resnet50" and cfg.model.net.backbone == "resnet50"
     assert cfg.hydra.run.dir.startswith("runs/resnet50/")
     assert model_cfg("effb7_att", "model.backbone=mobilenetv2")["name"] == "mobilenetv2_att"
