@@ -99,25 +99,14 @@ def positive_int(text: str) -> int:
 # install answers with the pip command instead of an ImportError traceback.
 
 
-def _module_main(module: str, command: str) -> int:
-    try:
-        main = importlib.import_module(module).main
-    except ModuleNotFoundError as exc:
-        message = missing_package(exc, command)
-        if message is None:
-            raise
-        return error(message)
-    return main()
-
-
 def evaluate() -> int:
     """deepfake-evaluate and evaluate.py."""
-    return _module_main("deepfake.evaluate", Path(sys.argv[0]).name)
+    return run_command(lambda: importlib.import_module("deepfake.evaluate").main())
 
 
 def compare() -> int:
     """deepfake-compare and compare.py."""
-    return _module_main("deepfake.compare", Path(sys.argv[0]).name)
+    return run_command(lambda: importlib.import_module("deepfake.compare").main())
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ so ``attention`` on an ONNX file stays torch-free.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -63,6 +64,7 @@ class Explanation:
         return encode_image(self.overlay, ".png")
 
 
+@functools.cache  # asked on every page and request of the web app; what is installed does not change meanwhile
 def captum_installed() -> bool:
     """Occlusion runs Captum, which comes with the train extra; a base install explains with attention only."""
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "captum"))

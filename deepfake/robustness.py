@@ -81,10 +81,10 @@ def robustness_rows(p_fake: dict[str, np.ndarray], labels: np.ndarray, threshold
     """One row per condition of ``p_fake`` ("clean" first, then each perturbation's name): acc, precision,
     recall, f1, auroc, average precision, EER, and auroc_drop from clean (with the aliases of metrics.ALIASES,
     and auc_drop, the drop's older name)."""
+    keys = ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer", *ALIASES)
     rows = []
     for name, p in p_fake.items():
         m = binary_metrics(p, labels, threshold)
-        keys = ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer", *ALIASES)
         rows.append({"perturbation": name, "description": DESCRIPTIONS.get(name, name), **{k: m[k] for k in keys}})
     clean_auc = rows[0]["auroc"]
     for row in rows:

@@ -11,7 +11,6 @@ rebuild its network from the checkpoint alone: offline, without pretrained weigh
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from torch import nn
 from deepfake.data import DataConfig, DeepfakeDataModule, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.metrics import metric_collection
-from deepfake.models import create_model, get_factory
+from deepfake.models import arch_options, create_model
 from deepfake.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
@@ -384,5 +383,5 @@ def net_config(model_cfg: Mapping) -> dict:
     if "net" in model_cfg:
         return dict(model_cfg["net"])
     arch = model_cfg["arch"]
-    takes = set(inspect.signature(get_factory(arch)).parameters) - {"image_size", "pretrained", "weights_file"}
+    takes = arch_options(arch)
     return {"arch": arch, **{k: v for k, v in model_cfg.items() if k in takes}}

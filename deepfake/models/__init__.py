@@ -12,9 +12,9 @@ from torch import nn
 
 # The families register themselves when imported.
 from deepfake.models import attention, cnn, hfnet, timm_backbone  # noqa: F401
-from deepfake.models.registry import create_model, get_factory, list_models, register
+from deepfake.models.registry import arch_options, create_model, get_factory, list_models, register
 
-__all__ = ["create_model", "get_factory", "list_models", "register", "returns_attention"]
+__all__ = ["arch_options", "create_model", "get_factory", "list_models", "register", "returns_attention"]
 
 
 def returns_attention(net: nn.Module) -> bool:

@@ -38,6 +38,15 @@ def get_factory(arch: str) -> Callable[..., nn.Module]:
     return _REGISTRY[arch]
 
 
+# Arguments create_model hands to the factories that take them; the factory's other arguments are its options.
+_START = ("image_size", "pretrained", "weights_file")
+
+
+def arch_options(arch: str) -> list[str]:
+    """The options of ``arch`` a config sets under ``model.net``: its factory's arguments but the ones above."""
+    return [p for p in inspect.signature(get_factory(arch)).parameters if p not in _START]
+
+
 def create_model(
     arch: str,
     *,
@@ -53,10 +62,11 @@ def create_model(
     """
     factory = get_factory(arch)
     params = inspect.signature(factory).parameters
-    unknown = sorted(set(options) - set(params) - {"image_size", "pretrained", "weights_file"})
-    if unknown:
-        takes = ", ".join(p for p in params if p not in ("image_size", "pretrained", "weights_file"))
-        raise ConfigError(f"model.net.{unknown[0]} is not an option of arch {arch!r}; its options are {takes}")
+    takes = arch_options(arch)
+    if unknown := sorted(set(options) - set(takes) - set(_START)):
+        raise ConfigError(
+            f"model.net.{unknown[0]} is not an option of arch {arch!r}; its options are {', '.join(takes)}"
+        )
     if "image_size" in params and image_size is not None:
         options["image_size"] = image_size
     if "pretrained" in params:

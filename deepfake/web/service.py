@@ -79,6 +79,7 @@ ERROR_STATUSES = {
 class Upload:
     filename: str
     data: bytes
+    format: str | None = None  # recognised by content (deepfake.images), once the upload is checked
 
 
 @dataclass
@@ -174,7 +175,8 @@ class Service:
                 raise EmptyUpload(
                     f"{upload.filename}: empty file" if upload.filename else "no file chosen: empty upload"
                 )
-            if image_format(upload.data) is None:
+            upload.format = image_format(upload.data)
+            if upload.format is None:
                 raise UnsupportedImage(
                     f"{upload.filename or 'the upload'}: not an image in a supported format "
                     f"({FORMAT_NAMES}, recognised by content, not by name)"
@@ -197,7 +199,7 @@ class Service:
         if preview:
             result.preview_jpeg = encode_image(display_copy(rgb), ".jpg")
         if self.keep_uploads:
-            self.keep(upload.data)
+            self.keep(upload)
         return result
 
     def _explain(self, predictor: Predictor, rgb: np.ndarray, method: str) -> bytes:
@@ -213,12 +215,11 @@ class Service:
             raise BadRequest(str(exc), code="unsupported_explanation") from exc
         return explanation.png()
 
-    def keep(self, data: bytes) -> Path:
-        """Save accepted bytes under a name the server makes: the client's name never reaches the file system."""
-        suffix = FORMAT_SUFFIXES[image_format(data)]
-        path = self.keep_uploads / f"{uuid.uuid4().hex}{suffix}"
+    def keep(self, upload: Upload) -> Path:
+        """Save an accepted upload under a name the server makes: the client's name never reaches the file system."""
+        path = self.keep_uploads / f"{uuid.uuid4().hex}{FORMAT_SUFFIXES[upload.format]}"
         with open(path, "xb") as fh:  # "x": never overwrite, even on a uuid collision
-            fh.write(data)
+            fh.write(upload.data)
         return path
 
 
