@@ -8,6 +8,9 @@ Three layouts are recognised (folder names are case-insensitive):
 * a CSV manifest with columns ``path,label[,split]``.
 
 Labels are real = 0 and fake = 1 everywhere (see :mod:`deepfake.preprocess`).
+
+With ``data.faces=dlib`` every image is replaced by the crop of its largest face, cut once by
+:mod:`deepfake.faces.dataset` (cached on disk) exactly as the predictor will cut it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from omegaconf import MISSING
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from deepfake.errors import DataError, ImageError
+from deepfake.errors import ConfigError, DataError, ImageError
+from deepfake.faces.dataset import crop_dataset
+from deepfake.faces.detect import FaceStage
 from deepfake.images import check_image_file, list_files, read_image
 from deepfake.preprocess import FAKE, LABELS, REAL, Preprocess
 
@@ -53,6 +58,17 @@ class AugmentConfig:
 
 
 @dataclass
+class FaceConfig:  # the fields of deepfake.faces.FaceStage but its detector, which data.faces names
+    margin: float = MISSING
+    detect_size: int = MISSING
+    upsample: int = MISSING
+    min_size: int = MISSING
+    threshold: float = MISSING
+    pad: float = MISSING
+    fallback_threshold: float = MISSING
+
+
+@dataclass
 class DataConfig:
     root: str = MISSING
     image_size: int = MISSING
@@ -60,7 +76,24 @@ class DataConfig:
     num_workers: Any = MISSING  # "auto" or a count
     val_fraction: float = MISSING
     test_fraction: float = MISSING
+    faces: str = MISSING  # "none" or "dlib"
+    face: FaceConfig = field(default_factory=FaceConfig)
+    face_cache: str = MISSING
+    no_face: str = MISSING  # "drop" or "whole"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+FACE_DETECTORS = {"dlib": "dlib_hog"}
+NO_FACE = ("drop", "whole")
+
+
+def face_stage(faces: str, face: dict | None) -> FaceStage | None:
+    """The FaceStage of ``data.faces`` and ``data.face``; None for ``data.faces=none``."""
+    if faces in (None, "none"):
+        return None
+    if faces not in FACE_DETECTORS:
+        raise ConfigError(f"data.faces={faces} must be one of none, {', '.join(FACE_DETECTORS)}")
+    return FaceStage(detector=FACE_DETECTORS[faces], **(face or {}))
 
 
 _SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
@@ -72,6 +105,12 @@ class Sample:
     path: str
     label: int
     split: str = ""
+    crop: str = ""  # with the face stage: the crop of the image's largest face, read instead of the image
+
+    @property
+    def source(self) -> str:
+        """The file the model reads: the face crop, else the image."""
+        return self.crop or self.path
 
 
 # ---------------------------------------------------------------------------
@@ -248,8 +287,8 @@ def drop_bad_files(samples: Sequence[Sample], *, workers: int = 16) -> tuple[lis
 def write_split(samples: Sequence[Sample], path: str | Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows((s.path, s.label, s.split) for s in samples)
+        writer.writerow(["path", "label", "split", "crop"])
+        writer.writerows((s.path, s.label, s.split, s.crop) for s in samples)
 
 
 # ---------------------------------------------------------------------------
@@ -302,9 +341,9 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         try:
-            rgb = self.preprocess.resize(read_image(sample.path))
+            rgb = self.preprocess.resize(read_image(sample.source))
         except ImageError as exc:
-            log.warning("skipping %s: %s", sample.path, exc)
+            log.warning("skipping %s: %s", sample.source, exc)
             return None
         if self.augment is not None:
             rgb = self.augment(torch.from_numpy(rgb).permute(2, 0, 1)).permute(1, 2, 0).numpy()
@@ -362,10 +401,23 @@ class DeepfakeDataModule(L.LightningDataModule):
         seed: int,
         augment: dict | None = None,
         pin_memory: bool | None = None,
+        faces: FaceStage | None = None,
+        face_cache: str | None = None,
+        no_face: str = "whole",
     ):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"data.batch_size={batch_size!r} must be a positive integer")
+        if no_face not in NO_FACE:
+            raise ConfigError(f"data.no_face={no_face} must be one of {', '.join(NO_FACE)}")
+        if faces is not None and not face_cache:
+            raise ConfigError("data.face_cache needs a folder for the face crops when data.faces is on")
+        self.faces = faces
+        self.face_cache = face_cache
+        self.no_face = no_face
+        # Filled by collect_samples with the face stage on: images where no face was found, and counts per class.
+        self.no_face_files: list[str] = []
+        self.face_counts: dict[str, dict[str, int]] = {}
         self.root = root
         self.preprocess = preprocess
         self.batch_size = batch_size
@@ -392,11 +444,35 @@ class DeepfakeDataModule(L.LightningDataModule):
             shown = "\n".join(f"  {p}: {why}" for p, why in self.bad_files[:20])
             more = f"\n  ... and {len(self.bad_files) - 20} more" if len(self.bad_files) > 20 else ""
             log.warning("skipped %d unusable file(s):\n%s%s", len(self.bad_files), shown, more)
+        if self.faces is not None:
+            self._crop_faces()
         for split in SPLITS:
             labels = {s.label for s in self.samples if s.split == split}
             if not labels:
                 raise DataError(f"data.root={self.root}: the {split} split has no usable images")
         log.info("dataset %s (%s layout): %s", self.root, self.layout, self.summary())
+
+    def _crop_faces(self) -> None:
+        results = crop_dataset([s.path for s in self.samples], self.faces, self.face_cache)
+        kept: list[Sample] = []
+        counts = {name: {"found": 0, "none": 0} for name in LABELS}
+        for sample, result in zip(self.samples, results, strict=True):
+            if result.error:  # passed the header check, failed to decode
+                self.bad_files.append((sample.path, result.error))
+                continue
+            counts[LABELS[sample.label]]["found" if result.crop else "none"] += 1
+            if result.crop:
+                kept.append(Sample(sample.path, sample.label, sample.split, result.crop))
+            else:
+                self.no_face_files.append(sample.path)
+                if self.no_face == "whole":
+                    kept.append(sample)
+        self.samples, self.face_counts = kept, counts
+        rates = ", ".join(
+            f"{name} {c['found']}/{c['found'] + c['none']} ({100 * c['found'] / max(1, c['found'] + c['none']):.1f}%)"
+            for name, c in counts.items()
+        )
+        log.info("face found in: %s; without a face: %s", rates, "dropped" if self.no_face == "drop" else "whole image")
 
     def summary(self) -> dict[str, dict[str, int]]:
         return {

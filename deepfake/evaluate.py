@@ -102,7 +102,7 @@ def score(
     """Decode each image once and score it clean and under every perturbation.
 
     Images that fail to decode are skipped and listed in ``Scores.skipped``. A perturbation
-    acts on the decoded full-size RGB image, before the model's own resize and normalisation;
+    acts on the decoded full-size RGB image, before the face stage and the model's own resize;
     its generator is seeded from the image's index, so results depend neither on batching nor
     on threads. Decoding and preprocessing run in ``workers`` threads (OpenCV releases the GIL),
     one batch at a time, so memory stays at one batch of decoded images.
@@ -120,8 +120,9 @@ def score(
         except ImageError as exc:
             return str(exc)
 
-    def model_input(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
-        return predictor.preprocess(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
+    def model_inputs(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
+        # With a face stage: one input per face found (the image scores its most fake face), as in the predictor.
+        return predictor.inputs(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))[1]
 
     workers = workers or min(8, os.cpu_count() or 1)
     bar = tqdm(total=len(samples), desc="Scoring", unit="img", disable=not progress or None, leave=False)
@@ -137,8 +138,12 @@ def score(
                     decoded.append((index, rgb))
             for name, perturb in conditions.items():
                 if decoded:
-                    inputs = list(pool.map(lambda item, p=perturb: model_input(p, *item), decoded))
-                    chunks[name].append(predictor.p_fake(np.stack(inputs), batch_size))
+                    inputs = list(pool.map(lambda item, p=perturb: model_inputs(p, *item), decoded))
+                    p = predictor.p_fake(np.concatenate(inputs), batch_size)
+                    ends = np.cumsum([len(x) for x in inputs])
+                    chunks[name].append(
+                        np.array([p[end - len(x) : end].max() for x, end in zip(inputs, ends, strict=True)])
+                    )
             bar.update(len(batch))
     if not kept:
         raise DataError(f"none of the {len(samples)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})")

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from deepfake.errors import UserError
+from deepfake.faces import main_face
 from deepfake.images import encode_image, to_rgb
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ def check_onnx_method(predictor: Predictor, method: str) -> None:
 def explain_onnx(predictor: Predictor, image, method: str = "occlusion") -> Explanation:
     """Explain an ONNX model's verdict on ``image`` (path, bytes, RGB uint8 array or PIL image)."""
     check_onnx_method(predictor, method)
-    rgb = to_rgb(image)
+    # A model trained on faces is explained on what it judged: the largest face's crop.
+    rgb = main_face(to_rgb(image), predictor.face_stage)
     x = predictor.model_input(rgb)[None]
     if method == "attention":
         p, mask = predictor.p_fake_with_attention(x)

@@ -33,6 +33,7 @@ from torch import nn
 from deepfake import __version__
 from deepfake.data import SPLITS, find_samples
 from deepfake.errors import ConfigError, ImageError, ModelError
+from deepfake.faces import FaceStage, main_face
 from deepfake.images import read_image
 from deepfake.metrics import scores
 from deepfake.models import returns_attention
@@ -168,21 +169,24 @@ def write_onnx(net: nn.Module, preprocess: Preprocess, out: Path, metadata: dict
     onnx.save(model, out)
 
 
-def preprocessed(preprocess: Preprocess, paths: list[str]) -> np.ndarray:
-    """Evaluation images through the training preprocessing, as one float32 batch. An image that cannot be read
-    stops the export with its path: the run's split.csv may list files that have since moved."""
+def preprocessed(preprocess: Preprocess, paths: list[str], faces: FaceStage | None = None) -> np.ndarray:
+    """Evaluation images through the training preprocessing (their largest face with a face stage), as one float32
+    batch. An image that cannot be read stops the export with its path: the run's split.csv may list files that
+    have since moved."""
     batch = []
     for path in paths:
         try:
-            batch.append(preprocess(read_image(path)))
+            batch.append(preprocess(main_face(read_image(path), faces)))
         except ImageError as exc:
             raise ImageError(f"evaluation image {path}: {exc} (eval_data=<dataset root> chooses other images)") from exc
     return np.stack(batch).astype(np.float32)
 
 
-def parity_inputs(preprocess: Preprocess, images: list[str], n_random: int = 8, seed: int = 0) -> np.ndarray:
+def parity_inputs(
+    preprocess: Preprocess, images: list[str], n_random: int = 8, seed: int = 0, faces: FaceStage | None = None
+) -> np.ndarray:
     """Real images through the training preprocessing, plus uniform random pixels."""
-    real = list(preprocessed(preprocess, images)) if images else []
+    real = list(preprocessed(preprocess, images, faces)) if images else []
     rng = np.random.default_rng(seed)
     size = preprocess.image_size
     noise = [preprocess(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n_random)]
@@ -232,6 +236,7 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
     metadata = contract_metadata(
         checkpoint.preprocess,
         options.threshold,
+        checkpoint.faces,
         model_name=checkpoint.name,
         model_config=checkpoint.config,
         data=train_metrics.get("data", {}),
@@ -243,7 +248,7 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
 
     paths, labels, eval_name = eval_samples(options, checkpoint)
     parity_images = evenly(paths, PARITY_IMAGES)
-    batch = parity_inputs(checkpoint.preprocess, parity_images)
+    batch = parity_inputs(checkpoint.preprocess, parity_images, faces=checkpoint.faces)
     reference = torch_p_fake(checkpoint.net, batch)
 
     # Work in a temporary file beside the target: a failed check never leaves a bad model behind.
@@ -263,7 +268,8 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         _replace(tmp, out)
     report = {"out": str(out), "size_mb": out.stat().st_size / 1e6, "max_abs_delta_p_fake": delta}
     size = checkpoint.preprocess.image_size
-    print(f"wrote {out} ({report['size_mb']:.2f} MB, model {checkpoint.name}, input {size} px)")
+    stage = f", faces: {checkpoint.faces.detector} margin {checkpoint.faces.margin:g}" if checkpoint.faces else ""
+    print(f"wrote {out} ({report['size_mb']:.2f} MB, model {checkpoint.name}, input {size} px{stage})")
 
     variants = [name for name in ("fp16", "int8") if getattr(options, name)]
     if variants:
@@ -278,7 +284,7 @@ def export_variants(options: ExportOptions, out: Path, variants, checkpoint, pat
             "fp16/int8 report their accuracy drop on an evaluation set: give eval_data=<dataset root> "
             "(the run's split.csv was not found next to the checkpoint)"
         )
-    inputs = preprocessed(checkpoint.preprocess, paths)
+    inputs = preprocessed(checkpoint.preprocess, paths, checkpoint.faces)
 
     def scored(path: Path) -> dict:
         p_fake = Predictor(path, providers=["CPUExecutionProvider"]).p_fake(inputs)
@@ -312,7 +318,7 @@ def calibration_inputs(checkpoint: Checkpoint, eval_paths: list[str]) -> np.ndar
     paths = eval_paths
     if split := checkpoint.run_file("split.csv"):
         paths = [s.path for s in find_samples(split)[0] if s.split == "train"] or eval_paths
-    return preprocessed(checkpoint.preprocess, evenly(paths, CALIBRATION_IMAGES))
+    return preprocessed(checkpoint.preprocess, evenly(paths, CALIBRATION_IMAGES), checkpoint.faces)
 
 
 def write_fp16(src: Path, dst: Path) -> None:

@@ -14,34 +14,60 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from deepfake.cli import add_scoring_options, run_command
+import numpy as np
+
+from deepfake.cli import add_scoring_options, positive_int, run_command
 from deepfake.errors import UserError
 from deepfake.explain import METHODS, ONNX_METHODS
 from deepfake.images import IMAGE_SUFFIXES, list_files, read_image
 from deepfake.predictor import Predictor, default_model_path, verdict
 from deepfake.preprocess import DEFAULT_THRESHOLD
+from deepfake.video import DEFAULT_FRAMES, VIDEO_SUFFIXES, is_video_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Tell real face images from generated ones with an exported ONNX model.",
         epilog=(
-            "Output: one line per image, 'file<TAB>label<TAB>p_fake', where p_fake is the probability "
-            "that the image is fake and label is 'fake' when p_fake >= threshold. Folders are searched "
-            f"recursively for {', '.join(sorted(IMAGE_SUFFIXES))} files. Exit code 1 when any file failed. "
+            "Output: one line per file, 'file<TAB>label<TAB>p_fake', where p_fake is the probability "
+            "that it is fake and label is 'fake' when p_fake >= threshold. With a model trained on faces, every face "
+            "is judged and an image is as fake as its most fake face (indented lines list the faces when there are "
+            "several); a video scores the mean over its sampled frames with a face (indented lines: one per frame). "
+            "Folders are searched recursively for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))} files. Exit code 1 when any file failed. "
             "--explain also writes <stem>.<method>.png into --out: the image with a heatmap of where the model "
             "found its evidence of 'fake' (red: most). Examples: infer.py --explain occlusion --out heat/ img.jpg; "
             "infer.py --explain gradcam --ckpt runs/hfnet/<run> --out heat/ img.jpg"
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="FILE_OR_FOLDER", help="images, videos (recognised by content) and/or folders"
+    )
     parser.add_argument(
         "--onnx",
         type=Path,
         default=None,
         help=f"model file from export.py (default: the bundled model, {default_model_path()}, or $DEEPFAKE_MODEL)",
     )
-    parser.add_argument("--json", action="store_true", help='print JSON lines {"file", "label", "p_fake", ...}')
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON lines {"file", "label", "p_fake", "confidence", "faces": [{"box": [x, y, w, h], "p_fake", '
+        '"label", ...}], "face_found", "note"}, and for videos "frames": [{"index", "time_s", "p_fake", "faces"}]',
+    )
+    parser.add_argument(
+        "--faces",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="find and judge every face first: auto (default) when the model was trained on faces; off for images "
+        "that are already face crops; on even for a whole-image model",
+    )
+    parser.add_argument(
+        "--frames",
+        type=positive_int,
+        default=DEFAULT_FRAMES,
+        help="frames judged per video, evenly spaced (default %(default)s)",
+    )
     add_scoring_options(parser, batch_size=32)
     parser.add_argument(
         "--explain",
@@ -82,11 +108,11 @@ def expand(inputs: list[str]) -> Iterator[tuple[str, str | None]]:
         path = Path(item)
         if path.is_dir():
             found = False
-            for file in list_files(path, IMAGE_SUFFIXES):
+            for file in list_files(path, IMAGE_SUFFIXES | VIDEO_SUFFIXES):
                 found = True
                 yield file, None
             if not found:
-                yield item, "folder holds no image files"
+                yield item, "folder holds no image or video files"
         elif path.is_file():
             yield item, None
         else:
@@ -97,28 +123,57 @@ def report_error(file: str, message: str) -> None:
     print(f"error: {file}: {message}", file=sys.stderr)
 
 
+def faces_option(value: str) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[value]
+
+
+def print_prediction(file: str, pred, as_json: bool) -> None:
+    """One line per file; in text, indented lines follow for each face of an image with several and each
+    sampled frame of a video (--json has them all, always)."""
+    if as_json:
+        print(json.dumps({"file": file, **pred.to_dict()}))
+        return
+    print(f"{file}\t{pred.label}\t{pred.p_fake:.4f}")
+    if pred.note:
+        print(f"  note: {pred.note}")
+    if len(pred.faces) > 1:
+        for k, face in enumerate(pred.faces, 1):
+            print(f"  face {k} at {face.box}\t{face.label}\t{face.p_fake:.4f}")
+    for frame in getattr(pred, "frames", ()):
+        score = "no face" if frame.p_fake is None else f"{frame.p_fake:.4f}"
+        boxes = " ".join(str(face.box) for face in frame.faces)
+        print(f"  frame {frame.index} at {frame.time_s:.2f}s\t{score}\t{boxes}".rstrip())
+
+
 def run(args: argparse.Namespace) -> int:
     if args.explain:
         return run_explain(args)
+    faces = faces_option(args.faces)
     predictor = Predictor(args.onnx, threshold=args.threshold)
     failed = 0
-    pending: list[tuple[str, object]] = []
+    pending: list[tuple[str, list | None, object]] = []
 
     def flush() -> None:
-        predictions = predictor.predict_batch([image for _, image in pending], batch_size=args.batch_size)
-        for (file, _), pred in zip(pending, predictions, strict=True):
-            if args.json:
-                print(json.dumps({"file": file, **pred.to_dict()}))
-            else:
-                print(f"{file}\t{pred.label}\t{pred.p_fake:.4f}")
+        p = predictor.p_fake(np.concatenate([x for _, _, x in pending]), args.batch_size)
+        start = 0
+        for file, found, x in pending:
+            print_prediction(file, predictor.judge(found, p[start : start + len(x)]), args.json)
+            start += len(x)
         sys.stdout.flush()
         pending.clear()
 
     for file, problem in expand(args.inputs):
         if problem is None:
             try:
-                # Preprocess here, per file, so one bad image is reported alone and the batch goes on.
-                pending.append((file, predictor.preprocess.resize(read_image(file))))
+                if is_video_file(file):
+                    if pending:  # keep the output in input order
+                        flush()
+                    print_prediction(file, predictor.predict_video(file, args.frames, faces=faces), args.json)
+                    sys.stdout.flush()
+                    continue
+                # Faces found and preprocessed here, per file, so one bad image is reported alone and the batch
+                # holds model inputs only, not decoded images.
+                pending.append((file, *predictor.inputs(read_image(file), faces)))
             except UserError as exc:
                 problem = str(exc)
         if problem is not None:

@@ -3,10 +3,12 @@
     from deepfake.predictor import Predictor
     verdict = Predictor("model.onnx").predict("face.jpg")   # Prediction(label='fake', p_fake=0.97, ...)
 
-Every preprocessing value (input size, colour order, scaling, mean/std, labels,
-threshold) comes from the model file's metadata, written by export.py from the
-same :class:`~deepfake.preprocess.Preprocess` that training used. This module imports
-numpy, OpenCV and onnxruntime only, so other apps can embed it without torch.
+Every preprocessing value (face stage, input size, colour order, scaling, mean/std,
+labels, threshold) comes from the model file's metadata, written by export.py from the
+same :class:`~deepfake.preprocess.Preprocess` and :class:`~deepfake.faces.FaceStage`
+that training used. A model trained on faces finds every face in an image and judges
+each; the image is as fake as its most fake face. This module imports numpy, OpenCV,
+dlib and onnxruntime only, so other apps can embed it without torch.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import onnxruntime as ort
 
 from deepfake import bundled_file
 from deepfake.errors import ModelError, UserError
-from deepfake.images import to_rgb
+from deepfake.faces import Face, FaceStage, face_crops, warm_up
+from deepfake.images import MAX_PIXELS, to_rgb
 from deepfake.preprocess import LABELS, POSITIVE_CLASS, check_threshold, parse_contract
+from deepfake.video import DEFAULT_FRAMES, MAX_DURATION_S, sample_frames
 
 # Attention-head models carry their spatial mask as this extra output; metadata key ATTENTION_KEY names it.
 ATTENTION_NAME, ATTENTION_KEY = "attention", "attention_output"
@@ -41,14 +45,68 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+NO_FACE_NOTE = (
+    "no face was found, so the whole image was judged; the model was trained on faces, so this verdict is unreliable"
+)
+NO_FACE_VIDEO_NOTE = (
+    "no face was found in any sampled frame, so whole frames were judged; the model was trained on faces, "
+    "so this verdict is unreliable"
+)
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    box: list[int]  # [x, y, width, height] in pixels of the image judged
+    p_fake: float
+    label: str
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"box": list(self.box), "p_fake": self.p_fake, "label": self.label, "confidence": self.confidence}
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str  # "real" or "fake"
-    p_fake: float  # probability of "fake"
+    p_fake: float  # probability of "fake": with faces, that of the most fake face
     confidence: float  # probability of the predicted label
+    faces: tuple[FaceVerdict, ...] = ()  # every face found, largest first
+    face_found: bool | None = None  # None: the face stage was off (a whole-image model, or faces=False)
+    note: str | None = None  # why the verdict deserves less trust, when it does
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "faces": [face.to_dict() for face in self.faces]}
+
+
+@dataclass(frozen=True)
+class FramePrediction:
+    index: int
+    time_s: float
+    p_fake: float | None  # the max over the frame's faces; None when the stage found none here
+    faces: tuple[FaceVerdict, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "time_s": round(self.time_s, 3),
+            "p_fake": self.p_fake,
+            "faces": [face.to_dict() for face in self.faces],
+        }
+
+
+@dataclass(frozen=True)
+class VideoPrediction(Prediction):
+    """A video's verdict: p_fake is the mean over sampled frames that have a face (every frame without the stage)."""
+
+    frames: tuple[FramePrediction, ...] = ()
+    best_index: int | None = None  # the sampled frame that scored highest (one with a face, if any has)
+    best_frame: np.ndarray | None = None  # its pixels (RGB), when asked for
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.pop("best_frame")
+        out["frames"] = [frame.to_dict() for frame in self.frames]
+        return out
 
 
 def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSITIVE_CLASS) -> Prediction:
@@ -60,7 +118,12 @@ def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSI
 
 
 class Predictor:
-    """A loaded model file. Safe to share between threads: onnxruntime sessions are, and nothing else mutates."""
+    """A loaded model file. Safe to share between threads: onnxruntime sessions are, and nothing else mutates.
+
+    ``faces``: None follows the model file (its face stage, if it records one); False judges whole images,
+    for images that are already face crops; True finds faces even for a model that records no stage
+    (with the default :class:`FaceStage`).
+    """
 
     def __init__(
         self,
@@ -69,6 +132,7 @@ class Predictor:
         threshold: float | None = None,
         providers: Sequence[str] | None = None,
         threads: int = 0,
+        faces: bool | None = None,
     ):
         self.path = Path(path) if path else default_model_path()
         if not self.path.is_file():
@@ -92,6 +156,13 @@ class Predictor:
         self.input_name, self.output_name = contract.input_name, contract.output_name
         self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
         self.model_name = self.metadata.get("model_name", self.path.stem)
+        self.model_face_stage = contract.faces
+        if faces is None:
+            self.face_stage = contract.faces
+        else:
+            self.face_stage = (contract.faces or FaceStage()) if faces else None
+        if self.face_stage is not None:
+            warm_up()
         self.attention_name = self.metadata.get(ATTENTION_KEY) or None
         if self.attention_name and self.attention_name not in {o.name for o in self.session.get_outputs()}:
             raise ModelError(
@@ -103,8 +174,40 @@ class Predictor:
         return f"Predictor({str(self.path)!r}, model={self.model_name!r}, threshold={self.threshold})"
 
     def model_input(self, image) -> np.ndarray:
-        """One image (path, bytes, RGB array or PIL image) -> float32 (3, S, S), preprocessed as the file says."""
+        """One image (path, bytes, RGB array or PIL image), whole -> float32 (3, S, S), preprocessed as the file
+        says. :meth:`inputs` applies the face stage first."""
         return self.preprocess(to_rgb(image))
+
+    def stage(self, faces: bool | None = None) -> FaceStage | None:
+        """The face stage a call uses: the predictor's, unless ``faces`` turns it off (False) or on (True)."""
+        if faces is None:
+            return self.face_stage
+        return (self.face_stage or self.model_face_stage or FaceStage()) if faces else None
+
+    def inputs(self, image, faces: bool | None = None) -> tuple[list[Face] | None, np.ndarray]:
+        """The faces found in one image and a model input per face (k, 3, S, S); with no face found, ``[]`` and
+        the whole image as one input; with the stage off, ``None`` and the whole image."""
+        rgb = to_rgb(image)
+        stage = self.stage(faces)
+        found = face_crops(rgb, stage) if stage is not None else None
+        if not found:
+            return found, self.preprocess(rgb)[None]
+        return [face for face, _ in found], np.stack([self.preprocess(crop) for _, crop in found])
+
+    def judge(self, found: list[Face] | None, p: np.ndarray) -> Prediction:
+        """The verdict on one image from its faces (see :meth:`inputs`) and their probabilities."""
+        if found is None:
+            return self.verdict(p[0])
+        if not found:
+            whole = self.verdict(p[0])
+            return Prediction(whole.label, whole.p_fake, whole.confidence, (), False, NO_FACE_NOTE)
+        faces = tuple(self._face_verdict(face, q) for face, q in zip(found, p, strict=True))
+        image = self.verdict(float(np.max(p)))
+        return Prediction(image.label, image.p_fake, image.confidence, faces, True)
+
+    def _face_verdict(self, face: Face, p: float) -> FaceVerdict:
+        v = self.verdict(p)
+        return FaceVerdict(face.box, v.p_fake, v.label, v.confidence)
 
     def _run(self, outputs: list[str], batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
         chunks = [
@@ -132,16 +235,57 @@ class Predictor:
     def verdict(self, p: float) -> Prediction:
         return verdict(p, self.threshold, self.labels, self.positive_class)
 
-    def predict(self, image) -> Prediction:
-        return self.verdict(self.p_fake(self.model_input(image)[None])[0])
+    def predict(self, image, faces: bool | None = None) -> Prediction:
+        """The verdict on one image (path, bytes, RGB array or PIL image); ``faces`` as in :meth:`stage`."""
+        found, x = self.inputs(image, faces)
+        return self.judge(found, self.p_fake(x))
 
-    def predict_batch(self, images: Iterable, batch_size: int = 64) -> list[Prediction]:
+    def predict_batch(self, images: Iterable, batch_size: int = 64, faces: bool | None = None) -> list[Prediction]:
         """Predictions in input order. Raises ImageError on the first image that cannot be used."""
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size} must be at least 1")
-        inputs = [self.model_input(image) for image in images]
-        out: list[Prediction] = []
-        for start in range(0, len(inputs), batch_size):
-            probs = self.p_fake(np.stack(inputs[start : start + batch_size]))
-            out += [self.verdict(p) for p in probs]
-        return out
+        prepared = [self.inputs(image, faces) for image in images]
+        if not prepared:
+            return []
+        p = self.p_fake(np.concatenate([x for _, x in prepared]), batch_size)
+        ends = np.cumsum([len(x) for _, x in prepared])
+        return [self.judge(found, p[end - len(x) : end]) for (found, x), end in zip(prepared, ends, strict=True)]
+
+    def predict_video(
+        self,
+        path: str | os.PathLike,
+        frames: int = DEFAULT_FRAMES,
+        *,
+        faces: bool | None = None,
+        max_pixels: int | None = MAX_PIXELS,
+        max_duration_s: float | None = MAX_DURATION_S,
+        keep_best_frame: bool = False,
+    ) -> VideoPrediction:
+        """Judge ``frames`` evenly spaced frames of a video file, one frame in memory at a time.
+
+        A frame scores the max over its faces; the video, the mean over frames with a face. When no sampled
+        frame has one (or the stage is off), whole frames are judged and averaged.
+        """
+        judged: list[tuple[FramePrediction, float]] = []  # and the whole frame's p, used only when no face is found
+        best_frame, best_index, best_key = None, None, (False, -1.0)
+        for frame in sample_frames(path, frames, max_pixels=max_pixels, max_duration_s=max_duration_s):
+            found, x = self.inputs(frame.rgb, faces)
+            p = self.p_fake(x)
+            one = self.judge(found, p)
+            score = one.p_fake if one.face_found is not False else None
+            judged.append((FramePrediction(frame.index, frame.time_s, score, one.faces), one.p_fake))
+            key = (score is not None, one.p_fake)  # a frame with a face before any without
+            if key > best_key:
+                best_index, best_key = frame.index, key
+                best_frame = frame.rgb if keep_best_frame else None
+        with_face = [f.p_fake for f, _ in judged if f.p_fake is not None]
+        stage_on = self.stage(faces) is not None
+        if with_face:
+            p_video, face_found, note = float(np.mean(with_face)), (True if stage_on else None), None
+        else:  # stage on, but no face in any frame: whole frames, flagged
+            p_video, face_found, note = float(np.mean([whole for _, whole in judged])), False, NO_FACE_VIDEO_NOTE
+            judged = [(FramePrediction(f.index, f.time_s, whole, ()), whole) for f, whole in judged]
+        v = self.verdict(p_video)
+        return VideoPrediction(
+            v.label, v.p_fake, v.confidence, (), face_found, note, tuple(f for f, _ in judged), best_index, best_frame
+        )

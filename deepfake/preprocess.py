@@ -1,5 +1,8 @@
 """The preprocessing contract: how decoded pixels become a model input, and how a model file says so.
 
+The face stage (:mod:`deepfake.faces`) comes first when a model was trained on faces; this module
+turns an image or a face crop into the model's input and writes or reads both in a model file.
+
 Training, export, the predictor and the web app all call these functions, so they cannot
 disagree on colour order, size, scaling, label order or threshold. Decoding lives in
 :mod:`deepfake.images`. This module imports numpy and OpenCV only (never torch), so a
@@ -15,6 +18,7 @@ import cv2
 import numpy as np
 
 from deepfake.errors import ConfigError, ModelError
+from deepfake.faces.detect import FaceStage
 
 # Fixed once for the whole project: the model outputs the logit of "fake".
 LABELS = ("real", "fake")
@@ -105,8 +109,11 @@ CONTRACT_VERSION = "1"
 INPUT_NAME, OUTPUT_NAME, LOGIT_NAME = "image", "p_fake", "logit"
 
 
-def contract_metadata(preprocess: Preprocess, threshold: float = DEFAULT_THRESHOLD, **extra) -> dict[str, str]:
-    """The strings export.py stores in ``metadata_props``; ``extra`` values are JSON-encoded."""
+def contract_metadata(
+    preprocess: Preprocess, threshold: float = DEFAULT_THRESHOLD, faces: FaceStage | None = None, **extra
+) -> dict[str, str]:
+    """The strings export.py stores in ``metadata_props``; ``extra`` values are JSON-encoded. ``faces``: the face
+    stage the model was trained with (``face_*`` keys); a file without them is read on whole images."""
     threshold = check_threshold(threshold)
     meta = {
         "deepfake.contract": CONTRACT_VERSION,
@@ -123,6 +130,7 @@ def contract_metadata(preprocess: Preprocess, threshold: float = DEFAULT_THRESHO
         "mean": json.dumps(preprocess.mean),
         "std": json.dumps(preprocess.std),
         "threshold": repr(float(threshold)),
+        **(faces.metadata() if faces is not None else {}),
     }
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
@@ -136,6 +144,7 @@ class Contract:
     threshold: float
     input_name: str
     output_name: str
+    faces: FaceStage | None = None  # None: the model reads whole images
 
 
 def parse_contract(meta: dict[str, str]) -> Contract:
@@ -159,7 +168,8 @@ def parse_contract(meta: dict[str, str]) -> Contract:
             interpolation=meta["resize"],
         )
         threshold = check_threshold(meta["threshold"])
-        return Contract(preprocess, labels, positive, threshold, meta["input_name"], meta["output_name"])
+        faces = FaceStage.from_metadata(meta)
+        return Contract(preprocess, labels, positive, threshold, meta["input_name"], meta["output_name"], faces)
     except KeyError as exc:
         raise ModelError(f"model metadata lacks {exc.args[0]!r}; re-export the model with export.py") from exc
     except (ValueError, TypeError, ConfigError) as exc:

@@ -1,7 +1,7 @@
 """Robustness: the same evaluation under everyday image degradations.
 
-Each perturbation acts on the decoded full-size uint8 RGB image, before the model's own
-resize and normalisation, as a re-shared or re-encoded picture would reach it. Written by
+Each perturbation acts on the decoded full-size uint8 RGB image, before the face stage and
+the model's own resize and normalisation, as a re-shared or re-encoded picture would reach it. Written by
 ``evaluate.py --robustness`` as ``robustness.json``, ``robustness.md`` and ``robustness.png``.
 """
 
@@ -55,6 +55,21 @@ def noise(sigma: float = NOISE_SIGMA) -> Perturbation:
     return apply
 
 
+def framed(scale: float = 2.0, quality: int = 95) -> Perturbation:
+    """The image at a random place inside a ``scale`` times larger, blurred copy of itself, saved as JPEG: a face
+    crop turned into a photo with surroundings, the way users' pictures reach the detector."""
+
+    def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        big_w, big_h = round(w * scale), round(h * scale)
+        frame = cv2.GaussianBlur(cv2.resize(rgb, (big_w, big_h), interpolation=cv2.INTER_LINEAR), (0, 0), 8)
+        x, y = int(rng.integers(0, big_w - w + 1)), int(rng.integers(0, big_h - h + 1))
+        frame[y : y + h, x : x + w] = rgb
+        return decode_image(encode_image(frame, ".jpg", quality), max_pixels=None)
+
+    return apply
+
+
 PERTURBATIONS: dict[str, Perturbation] = {
     "jpeg_q90": jpeg(90),
     "jpeg_q70": jpeg(70),
@@ -63,6 +78,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "blur_sigma2": blur(2.0),
     "downscale_half": downscale(0.5),
     f"noise_sigma{NOISE_SIGMA:g}": noise(NOISE_SIGMA),
+    "framed_2x": framed(2.0),
 }
 
 DESCRIPTIONS = {
@@ -74,6 +90,7 @@ DESCRIPTIONS = {
     "blur_sigma2": "Gaussian blur, sigma 2 px",
     "downscale_half": "downscale to half (area), back up (bilinear)",
     f"noise_sigma{NOISE_SIGMA:g}": f"Gaussian noise, sigma {NOISE_SIGMA:g} (0-255)",
+    "framed_2x": "placed at random in a 2x larger blurred copy of itself, JPEG 95",
 }
 
 

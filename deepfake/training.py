@@ -29,8 +29,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
-from deepfake.data import DataConfig, DeepfakeDataModule, write_split
+from deepfake.data import DataConfig, DeepfakeDataModule, face_stage, write_split
 from deepfake.errors import ConfigError, ModelError
+from deepfake.faces import FaceStage
 from deepfake.metrics import metric_collection
 from deepfake.models import arch_options, create_model
 from deepfake.preprocess import Preprocess
@@ -101,10 +102,11 @@ class DeepfakeLitModule(L.LightningModule):
     called here with the parameters and the optimiser).
 
     ``model`` is the resolved model config (configs/model/*.yaml): ``net`` builds the network, ``pretrained``
-    and ``weights_file`` choose its starting weights. It is saved in the checkpoint's hyperparameters.
+    and ``weights_file`` choose its starting weights. It is saved in the checkpoint's hyperparameters, with
+    ``faces``, the face stage the data was cropped with (a FaceStage as a dict; None: whole images).
     """
 
-    def __init__(self, model: Mapping, image_size: int):
+    def __init__(self, model: Mapping, image_size: int, faces: Mapping | None = None):
         super().__init__()
         self.save_hyperparameters()
         settings = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -120,6 +122,7 @@ class DeepfakeLitModule(L.LightningModule):
             weights_file=model.get("weights_file"),  # only the timm configs have one
         )
         self.preprocess = Preprocess(image_size, self.net.mean, self.net.std)
+        self.faces = FaceStage.from_dict(dict(faces)) if faces else None
         self.mixup = float(model["mixup"])
         self.loss = nn.BCEWithLogitsLoss()
         # ModuleDict keys must not shadow nn.Module attributes such as .train
@@ -177,6 +180,7 @@ class DeepfakeLitModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The contract travels with the weights so export needs nothing else.
         checkpoint["preprocess"] = self.preprocess.to_dict()
+        checkpoint["faces"] = self.faces.to_dict() if self.faces else None
 
 
 def _call_node(model: Mapping, key: str, **arguments):
@@ -250,7 +254,10 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = DeepfakeLitModule(model=model_cfg, image_size=int(cfg.data.image_size))
+    faces = face_stage(cfg.data.faces, OmegaConf.to_container(cfg.data.face, resolve=True))
+    module = DeepfakeLitModule(
+        model=model_cfg, image_size=int(cfg.data.image_size), faces=faces.to_dict() if faces else None
+    )
     datamodule = DeepfakeDataModule(
         cfg.data.root,
         module.preprocess,
@@ -260,6 +267,9 @@ def train(cfg: DictConfig) -> dict:
         test_fraction=cfg.data.test_fraction,
         seed=cfg.seed,
         augment=OmegaConf.to_container(cfg.data.augment, resolve=True),
+        faces=faces,
+        face_cache=cfg.data.face_cache,
+        no_face=cfg.data.no_face,
     )
     datamodule.collect_samples()
     if rank_zero_only.rank == 0:
@@ -298,6 +308,13 @@ def train(cfg: DictConfig) -> dict:
     metrics["best_checkpoint"] = best
     metrics["data"] = {"root": str(cfg.data.root), "layout": datamodule.layout, **datamodule.summary()}
     metrics["skipped_files"] = len(datamodule.bad_files)
+    if faces is not None:
+        metrics["faces"] = {
+            "stage": faces.to_dict(),
+            "per_class": datamodule.face_counts,
+            "no_face": cfg.data.no_face,
+            "no_face_files": datamodule.no_face_files,
+        }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -316,6 +333,7 @@ class Checkpoint:
     config: dict  # the model config it was trained with (configs/model/*.yaml, resolved)
     path: Path
     run_dir: Path | None  # the training run it came from, when it can be found
+    faces: FaceStage | None = None  # the face stage its data was cropped with; None: whole images
 
     @property
     def name(self) -> str:
@@ -361,6 +379,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         hparams, state = saved["hyper_parameters"], saved["state_dict"]
         model_cfg, image_size = dict(hparams["model"]), int(hparams["image_size"])
         preprocess = Preprocess(**saved["preprocess"])
+        faces = FaceStage.from_dict(saved["faces"]) if saved.get("faces") else None
         net_cfg = net_config(model_cfg)
     except (KeyError, TypeError) as exc:
         raise ModelError(f"ckpt={path} was not written by train.py (missing {exc})") from exc
@@ -371,7 +390,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except RuntimeError as exc:
         raise ModelError(f"ckpt={path}: weights do not fit model {net_cfg['arch']}: {exc}") from exc
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Checkpoint(net.eval(), preprocess, model_cfg, path, run_dir)
+    return Checkpoint(net.eval(), preprocess, model_cfg, path, run_dir, faces)
 
 
 def net_config(model_cfg: Mapping) -> dict:

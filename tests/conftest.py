@@ -34,6 +34,50 @@ def make_image(path: Path, label: int, seed: int, size: int = 40) -> Path:
     return path
 
 
+BACKGROUND = (70, 90, 110)
+
+
+def draw_face(size: int = 200, seed: int = 0, fake: bool = False) -> np.ndarray:
+    """A drawn frontal face (skin, hair, eyes, brows, nose, mouth), RGB: dlib's HOG detector finds it, so tests
+    need no face photos. ``fake`` adds high-frequency noise inside the face, as make_image does."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 3), BACKGROUND, np.uint8)
+    c, s = size // 2, size / 200
+    skin = tuple(int(v) for v in np.array((190, 150, 130)) + rng.integers(-15, 15, 3))
+
+    def pt(dx, dy):
+        return int(c + dx * s), int(c + dy * s)
+
+    def ax(a, b):
+        return int(a * s), int(b * s)
+
+    cv2.ellipse(img, pt(0, 5), ax(62, 80), 0, 0, 360, skin, -1)
+    cv2.ellipse(img, pt(0, -60), ax(66, 40), 0, 180, 360, (40, 30, 20), -1)
+    for dx in (-25, 25):
+        cv2.ellipse(img, pt(dx, -10), ax(12, 6), 0, 0, 360, (255, 255, 255), -1)
+        cv2.circle(img, pt(dx, -10), int(5 * s), (40, 30, 20), -1)
+        cv2.line(img, pt(dx - 14, -26), pt(dx + 14, -28), (60, 40, 30), max(1, int(4 * s)))
+    cv2.line(img, pt(0, -5), pt(-6, 22), (150, 110, 100), max(1, int(3 * s)))
+    cv2.line(img, pt(-6, 22), pt(6, 24), (150, 110, 100), max(1, int(3 * s)))
+    cv2.ellipse(img, pt(0, 45), ax(20, 8), 0, 0, 180, (150, 60, 60), max(1, int(4 * s)))
+    img = cv2.GaussianBlur(img, (0, 0), 1.5 * s)
+    if fake:
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.ellipse(mask, pt(0, 5), ax(55, 72), 0, 0, 360, 1, -1)
+        noise = rng.normal(0, 12, img.shape) * mask[..., None]
+        img = np.clip(img + noise, 0, 255).astype(np.uint8)
+    return img
+
+
+def face_photo(faces: list[tuple[int, int, int]], shape=(240, 480), seed: int = 0, fake=()) -> np.ndarray:
+    """An RGB image of ``shape`` (h, w) with a drawn face of side ``size`` at each (x, y, size); indices in
+    ``fake`` are drawn fake."""
+    img = np.full((*shape, 3), BACKGROUND, np.uint8)
+    for k, (x, y, size) in enumerate(faces):
+        img[y : y + size, x : x + size] = draw_face(size, seed + k, fake=k in fake)
+    return img
+
+
 def make_undecodable_png(path: Path) -> Path:
     """A PNG whose header and end are whole but whose pixel data is zeroed: only decoding finds it broken."""
     ok, buf = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8))
@@ -175,3 +219,33 @@ def start_gunicorn(tmp_path: Path, bin_dir: Path | None = None, **env) -> tuple[
             time.sleep(0.2)
     process.terminate()
     raise AssertionError(f"gunicorn did not answer: {(tmp_path / 'gunicorn.log').read_text()}")
+
+
+@pytest.fixture(scope="session")
+def faces_model(tmp_path_factory) -> Path:
+    """A model file whose contract includes the face stage: the bundled one when it records a stage, else a copy
+    of it with the default stage's metadata added (same weights)."""
+    import onnx
+
+    from deepfake.faces import FaceStage
+    from deepfake.predictor import DEFAULT_MODEL
+
+    model = onnx.load(DEFAULT_MODEL)
+    if any(p.key == "face_detector" for p in model.metadata_props):
+        return Path(DEFAULT_MODEL)
+    for key, value in FaceStage().metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path_factory.mktemp("faces_model") / "faces.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def face_video(path: Path, n: int = 20, fps: float = 10, blank=()) -> Path:
+    """An MP4 of a drawn face moving right; frames whose index is in ``blank`` have no face."""
+    from deepfake.video import write_video
+
+    frames = []
+    for t in range(n):
+        frame = face_photo([(20 + 4 * t, 20, 200)], shape=(240, 320), seed=t % 3)
+        frames.append(np.full_like(frame, 100) if t in blank else frame)
+    return write_video(path, frames, fps)

@@ -1,0 +1,107 @@
+"""Crop the face of every image of a dataset once, in parallel, into a cache that an interrupted run resumes from.
+
+Training reads each image's largest face from the cache instead of the image. A cache entry is keyed by the
+file's content (SHA-256) and the face settings, so renaming or moving a dataset reuses it, and changing any
+setting starts a new one. Each entry is written to a temporary name and renamed, so a crash leaves no
+half-written crop: the next run redoes only what is missing.
+
+Layout: ``<cache>/<settings key>/<first two hex digits>/<content hash>.json`` (the box found, or none), and
+beside it ``.png`` (the crop, lossless, at the resolution it was cut).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from deepfake.errors import ImageError
+from deepfake.faces.detect import FaceStage, face_crops
+from deepfake.images import decode_image, encode_image
+
+
+@dataclass(frozen=True)
+class Cropped:
+    """What the face stage made of one image: its largest face's crop file, or None when no face was found."""
+
+    path: str  # the image
+    crop: str | None
+    faces: int  # how many faces were found
+    box: list[int] | None  # the largest one's, in pixels of the image
+    error: str | None = None  # the image could not be read or decoded
+
+
+def _entry(cache: Path, digest: str) -> Path:
+    return cache / digest[:2] / digest
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
+    """The cached crop of one image, cutting it first if the cache lacks it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Cropped(path, None, 0, None, f"cannot read file: {exc.strerror or exc}")
+    entry = _entry(cache, hashlib.sha256(data).hexdigest())
+    meta_file, png = entry.with_suffix(".json"), entry.with_suffix(".png")
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+            if meta["faces"] == 0 or png.is_file():
+                return Cropped(path, str(png) if meta["faces"] else None, meta["faces"], meta["box"])
+        except (ValueError, KeyError, OSError):
+            pass  # a damaged entry is cut again
+    try:
+        rgb = decode_image(data)
+    except ImageError as exc:
+        return Cropped(path, None, 0, None, str(exc))
+    found = face_crops(rgb, stage)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    box = found[0][0].box if found else None
+    if found:
+        _write_atomic(png, encode_image(found[0][1], ".png"))
+    # Written last: its presence marks the entry complete.
+    _write_atomic(meta_file, json.dumps({"faces": len(found), "box": box}).encode())
+    return Cropped(path, str(png) if found else None, len(found), box)
+
+
+def _crop_task(args: tuple[str, FaceStage, Path]) -> Cropped:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool already uses every core
+    return crop_one(*args)
+
+
+def crop_dataset(
+    paths: Sequence[str], stage: FaceStage, cache: str | os.PathLike, *, workers: int | None = None, progress=True
+) -> list[Cropped]:
+    """The largest face of every image, in input order, cut in ``workers`` processes (default: one per core)."""
+    cache = Path(cache).expanduser() / stage.key()
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "settings.json").write_text(json.dumps(stage.to_dict(), indent=2) + "\n")
+    workers = workers or os.cpu_count() or 1
+    tasks = [(str(p), stage, cache) for p in paths]
+    bar = tqdm(total=len(tasks), desc="Finding faces", unit="img", disable=not progress or None, leave=False)
+    results: list[Cropped] = []
+    if workers <= 1 or len(tasks) < 64:
+        for task in tasks:
+            results.append(crop_one(*task))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for result in pool.map(_crop_task, tasks, chunksize=16):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return results
