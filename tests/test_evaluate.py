@@ -191,7 +191,7 @@ def test_each_perturbation_changes_the_pixels_by_its_strength(tmp_path):
         assert out.shape == rgb.shape and out.dtype == np.uint8
         return float(np.abs(out.astype(float) - rgb).mean())
 
-    errors = {name: error(name) for name in PERTURBATIONS}
+    errors = {name: error(name) for name in PERTURBATIONS if name != "framed_2x"}
     assert all(e > 0.5 for e in errors.values()), errors
     assert errors["jpeg_q50"] > errors["jpeg_q70"] > errors["jpeg_q90"]
     assert errors["blur_sigma2"] > errors["blur_sigma1"]
@@ -201,6 +201,26 @@ def test_each_perturbation_changes_the_pixels_by_its_strength(tmp_path):
     assert np.std(noise(np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(0)).astype(float)) == pytest.approx(
         8, rel=0.05
     )
+
+
+def test_framed_puts_the_image_whole_inside_a_larger_blurred_copy_of_itself(tmp_path):
+    rgb = cv2.cvtColor(cv2.imread(str(make_image(tmp_path / "f.png", 0, seed=3, size=96))), cv2.COLOR_BGR2RGB)
+    out = PERTURBATIONS["framed_2x"](rgb, np.random.default_rng(0))
+    assert out.shape == (192, 192, 3)
+    # Somewhere inside is the image itself (JPEG 95 changes it only slightly), and around it something else.
+    matches = [
+        (y, x)
+        for y in range(0, 97)
+        for x in range(0, 97)
+        if np.abs(out[y : y + 96, x : x + 96].astype(float) - rgb).mean() < 2
+    ]
+    assert matches and np.ptp(np.array(matches), axis=0).max() <= 4  # one place (a smooth image matches +-2 px)
+    y, x = matches[0]
+    outside = np.ones(out.shape[:2], bool)
+    outside[y : y + 96, x : x + 96] = False
+    assert outside.any()
+    other = PERTURBATIONS["framed_2x"](rgb, np.random.default_rng(1))
+    assert not np.array_equal(out, other)  # the place is drawn per image
 
 
 def test_robustness_writes_one_row_per_perturbation(exported, tmp_path, capsys):

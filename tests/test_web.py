@@ -71,7 +71,15 @@ def test_predict_answers_the_documented_json(client):
     assert body["request_id"] == response.headers["X-Request-ID"] and len(body["request_id"]) == 32
     assert body["model"] == Predictor().model_name
     (result,) = body["results"]
-    assert set(result) == {"filename", "label", "p_fake", "confidence", "latency_ms"}
+    assert set(result) == {"filename", "label", "p_fake", "confidence", "latency_ms"} | {
+        "kind",
+        "width",
+        "height",
+        "face_found",
+        "faces",
+        "note",
+    }
+    assert result["kind"] == "image" and (result["width"], result["height"]) == (96, 96)
     assert result["filename"] == "face.jpg" and result["latency_ms"] > 0
     expected = Predictor().predict(jpeg(1))
     assert result["label"] == expected.label
@@ -97,13 +105,13 @@ def test_the_content_decides_not_the_name_or_type(client):
 
 
 # The input-check table of the issue, row by row, for the API and for both form routes.
-BODY_LIMIT = 10 * 1024 * 1024
+IMAGE_LIMIT = 10 * 1024 * 1024  # the body may be 100 MB, for videos
 ROWS = {
     "empty upload": (lambda: b"", 400, "empty_upload", "empty"),
     "not an image": (lambda: b"hello, I am a text file", 415, "unsupported_image", "not an image"),
     "truncated image": (lambda: jpeg(3)[:-400], 415, "unsupported_image", "truncated JPEG"),
-    "unsupported format": (gif, 415, "unsupported_image", "not an image in a supported format"),
-    "body over the limit": (lambda: b"\xff\xd8\xff" + b"\x00" * BODY_LIMIT, 413, "too_large", "over the limit of 10"),
+    "unsupported format": (gif, 415, "unsupported_image", "not an image or video in a supported format"),
+    "image over its limit": (lambda: b"\xff\xd8\xff" + b"\x00" * IMAGE_LIMIT, 413, "too_large", "over the limit of 10 MB"),
     "decompression bomb": (png_bomb, 413, "too_many_pixels", "100.0 megapixels is over the limit of 40"),
 }
 
@@ -189,7 +197,7 @@ def test_routes_outside_the_table_answer_json_errors(client):
 def test_an_unexpected_error_is_a_logged_500_and_the_app_goes_on(app, client, monkeypatch, caplog):
     predictor = app.extensions["deepfake"].predictor
 
-    def broken(image):
+    def broken(image, faces=None):
         raise RuntimeError("simulated failure deep in the model")
 
     monkeypatch.setattr(predictor, "predict", broken)
@@ -249,10 +257,10 @@ def test_the_form_shows_verdict_confidence_and_heatmap(client):
     expected = Predictor().predict(jpeg(7))
     assert f'<span class="verdict">{expected.label.capitalize()}</span>' in page
     assert '<meter class="confidence" min="0" max="1"' in page and f"{100 * expected.confidence:.1f}%" in page
-    assert page.count('src="data:image/') == 2  # the upload and its heatmap
+    assert page.count('href="data:image/') == 1 and page.count('src="data:image/') == 1  # the upload, its heatmap
     # The reference apps' field name "image" works too.
     page = client.post("/deepfake", data={"image": (io.BytesIO(jpeg(7)), "face.jpg")}).get_data(as_text=True)
-    assert f'<span class="verdict">{expected.label.capitalize()}</span>' in page and page.count('src="data:image/') == 1
+    assert f'<span class="verdict">{expected.label.capitalize()}</span>' in page and 'href="data:image/' in page
 
 
 @pytest.mark.parametrize("hostile", ["../../etc/passwd", "..\\x.jpg", "/tmp/abs.png", "kept/../../up.jpg"])
@@ -295,7 +303,7 @@ def test_openapi_describes_every_api_route_and_status(app, client):
     result = doc["components"]["schemas"]["Result"]
     answered = post(client, API, (jpeg(0), "a.jpg")).get_json()["results"][0]
     assert set(result["required"]) == set(answered)
-    assert set(result["properties"]) == set(answered) | {"heatmap_png_base64"}
+    assert set(result["properties"]) == set(answered) | {"heatmap_png_base64", "frames"}  # frames: videos only
     assert openapi.spec(1, 2, 3)["info"]["description"].count("1 bytes") == 1
 
 

@@ -23,9 +23,10 @@ from deepfake.web.service import Service, WebError, current_service
 
 log = logging.getLogger("deepfake.web")
 
-# Pages load only their own script, style sheet and images (plus data: for results, blob: for the preview).
+# Pages load only their own script, style sheet and images (plus data: for results, blob: for the preview), and
+# the script posts uploads to the app itself (connect-src), to show their progress.
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
@@ -50,6 +51,9 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         app.config["MODEL"],
         max_pixels=app.config["MAX_PIXELS"],
         max_files=app.config["MAX_FILES"],
+        max_image_bytes=app.config["MAX_IMAGE_BYTES"],
+        max_video_seconds=app.config["MAX_VIDEO_SECONDS"],
+        video_frames=app.config["VIDEO_FRAMES"],
         keep_uploads=app.config["KEEP_UPLOADS"],
         ort_threads=app.config["ORT_THREADS"],
     )

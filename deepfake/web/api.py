@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, current_app, g, request
 
 from deepfake.web import openapi
-from deepfake.web.service import current_service, uploads_from
+from deepfake.web.config import MAX_FRAMES
+from deepfake.web.service import current_service, faces_option, frames_option, spool_dir, uploads_from
 
 bp = Blueprint("api", __name__)
 
@@ -13,14 +16,27 @@ bp = Blueprint("api", __name__)
 @bp.post("/api/v1/predict")
 def predict():
     service = current_service()
-    results = service.predict(uploads_from(request.files), explain=request.args.get("explain") or None)
+    options = {
+        "explain": request.args.get("explain") or None,
+        "faces": faces_option(request.args.get("faces")),
+        "frames": frames_option(request.args.get("frames"), MAX_FRAMES),
+    }
+    with spool_dir() as spool:
+        results = service.predict(uploads_from(request.files, Path(spool)), **options)
     return {"request_id": g.request_id, "model": service.model_name, "results": [r.to_json() for r in results]}
 
 
 @bp.get("/api/v1/openapi.json")
 def openapi_json():
     config = current_app.config
-    return openapi.spec(config["MAX_CONTENT_LENGTH"], config["MAX_PIXELS"], config["MAX_FILES"])
+    return openapi.spec(
+        config["MAX_CONTENT_LENGTH"],
+        config["MAX_PIXELS"],
+        config["MAX_FILES"],
+        max_image_bytes=config["MAX_IMAGE_BYTES"],
+        max_video_seconds=config["MAX_VIDEO_SECONDS"],
+        video_frames=config["VIDEO_FRAMES"],
+    )
 
 
 @bp.get("/healthz")

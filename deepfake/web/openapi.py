@@ -17,18 +17,45 @@ def _errors(*statuses: int) -> dict:
     return {str(status): _error(ERROR_STATUSES[status]) for status in statuses}
 
 
-def spec(max_bytes: int, max_pixels: int, max_files: int) -> dict:
+def spec(
+    max_bytes: int,
+    max_pixels: int,
+    max_files: int,
+    *,
+    max_image_bytes: int | None = None,
+    max_video_seconds: float | None = None,
+    video_frames: int = 32,
+) -> dict:
     """The document served at /api/v1/openapi.json, with this server's limits in it."""
+    face = {
+        "type": "object",
+        "required": ["box", "p_fake", "label", "confidence"],
+        "properties": {
+            "box": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "minItems": 4,
+                "maxItems": 4,
+                "description": "[x, y, width, height] in pixels of the uploaded image (or video frame)",
+            },
+            "p_fake": {"type": "number", "minimum": 0, "maximum": 1},
+            "label": {"type": "string", "enum": ["real", "fake"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "deepfake",
             "version": __version__,
             "description": (
-                "Tells real face images from generated ones. Images are recognised by their content "
-                "(JPEG, PNG, BMP, WebP, TIFF), never by file name or Content-Type. Limits: "
-                f"{max_bytes} bytes per request, {max_pixels} pixels per image (read from the header, "
-                f"before decoding), {max_files} images per request. Every error answers "
+                "Tells real face images and videos from manipulated or generated ones. With a model trained on "
+                "faces, every face is found (dlib HOG) and judged; an image is as fake as its most fake face, a "
+                "video scores the mean over its sampled frames that have a face. Uploads are recognised by their "
+                "content (images: JPEG, PNG, BMP, WebP, TIFF; videos: MP4, MOV, AVI, WebM, MKV), never by file "
+                f"name or Content-Type. Limits: {max_bytes} bytes per request, {max_image_bytes} bytes per image, "
+                f"{max_pixels} pixels per image or video frame (read from the header, before decoding), "
+                f"{max_video_seconds} seconds per video, {max_files} files per request. Every error answers "
                 '{"error": {"code", "message"}}; every answer carries an X-Request-ID header.'
             ),
         },
@@ -47,7 +74,25 @@ def spec(max_bytes: int, max_pixels: int, max_files: int) -> dict:
                                 "or attention (attention-head models); others answer 400"
                             ),
                             "schema": {"type": "string", "enum": ["occlusion", "attention"]},
-                        }
+                        },
+                        {
+                            "name": "faces",
+                            "in": "query",
+                            "required": False,
+                            "description": (
+                                "auto (default): find and judge every face when the model was trained on faces; "
+                                "off: judge the whole image (uploads already cropped to the face); on: find faces "
+                                "even for a whole-image model"
+                            ),
+                            "schema": {"type": "string", "enum": ["auto", "on", "off"], "default": "auto"},
+                        },
+                        {
+                            "name": "frames",
+                            "in": "query",
+                            "required": False,
+                            "description": "frames judged per video, evenly spaced",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 128, "default": video_frames},
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -58,7 +103,7 @@ def spec(max_bytes: int, max_pixels: int, max_files: int) -> dict:
                                     "required": ["file"],
                                     "properties": {
                                         "file": {
-                                            "description": "the image; repeat the field for several",
+                                            "description": "an image or a video; repeat the field for several",
                                             "oneOf": [
                                                 {"type": "string", "format": "binary"},
                                                 {"type": "array", "items": {"type": "string", "format": "binary"}},
@@ -130,15 +175,62 @@ def spec(max_bytes: int, max_pixels: int, max_files: int) -> dict:
                         "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
                     },
                 },
+                "Face": face,
+                "Frame": {
+                    "type": "object",
+                    "required": ["index", "time_s", "p_fake", "faces"],
+                    "properties": {
+                        "index": {"type": "integer", "description": "frame number in the video, from 0"},
+                        "time_s": {"type": "number"},
+                        "p_fake": {
+                            "type": ["number", "null"],
+                            "description": "max over the frame's faces; null when none was found in it",
+                        },
+                        "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
+                    },
+                },
                 "Result": {
                     "type": "object",
-                    "required": ["filename", "label", "p_fake", "confidence", "latency_ms"],
+                    "required": [
+                        "filename",
+                        "kind",
+                        "label",
+                        "p_fake",
+                        "confidence",
+                        "latency_ms",
+                        "width",
+                        "height",
+                        "face_found",
+                        "faces",
+                        "note",
+                    ],
                     "properties": {
                         "filename": {"type": "string", "description": "the client's name, echoed; never stored"},
+                        "kind": {"type": "string", "enum": ["image", "video"]},
                         "label": {"type": "string", "enum": ["real", "fake"]},
                         "p_fake": {"type": "number", "minimum": 0, "maximum": 1, "description": "probability of fake"},
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1, "description": "of the label"},
-                        "latency_ms": {"type": "number", "description": "decode, preprocess, predict (and explain)"},
+                        "latency_ms": {"type": "number", "description": "decode, faces, predict (and explain)"},
+                        "width": {"type": "integer", "description": "of the image or of the video's frames"},
+                        "height": {"type": "integer"},
+                        "face_found": {
+                            "type": ["boolean", "null"],
+                            "description": "null when the face stage was off (a whole-image model, or faces=off)",
+                        },
+                        "faces": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Face"},
+                            "description": "every face found, largest first (for a video: see frames)",
+                        },
+                        "note": {
+                            "type": ["string", "null"],
+                            "description": "why the verdict deserves less trust, e.g. no face was found",
+                        },
+                        "frames": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Frame"},
+                            "description": "videos only: every sampled frame",
+                        },
                         "heatmap_png_base64": {
                             "type": "string",
                             "contentEncoding": "base64",
@@ -164,7 +256,11 @@ def spec(max_bytes: int, max_pixels: int, max_files: int) -> dict:
                                         "too_large",
                                         "too_many_files",
                                         "too_many_pixels",
+                                        "too_long",
                                         "unsupported_image",
+                                        "unsupported_video",
+                                        "no_frames",
+                                        "bad_option",
                                         "model_unavailable",
                                         "internal_error",
                                     ],

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, render_template, request
 
-from deepfake.web.service import current_service, data_uri, uploads_from
+from deepfake.web.service import Result, current_service, data_uri, faces_option, spool_dir, uploads_from
 
 bp = Blueprint("pages", __name__)
 
 # The reference apps posted the image as "file" or as "image"; both are read.
 FORM_FIELDS = ("file", "image")
+# The score timeline of a video: an SVG of this size (its viewBox), scaled to the page's width.
+TIMELINE_W, TIMELINE_H = 600, 120
 
 
 def render_page(status: int = 200, **context):
@@ -39,18 +43,75 @@ def upload():
     explain = None
     if request.form.get("heatmap"):  # "show heatmap": the method picked beside it, else the first one there is
         explain = request.form.get("explain") or next(iter(service.explain_methods()), "occlusion")
-    results = service.predict(uploads_from(request.files, FORM_FIELDS), explain=explain, preview=True)
-    shown = [
+    faces = faces_option(request.form.get("faces"))
+    with spool_dir() as spool:
+        uploads = uploads_from(request.files, Path(spool), FORM_FIELDS)
+        results = service.predict(uploads, explain=explain, preview=True, faces=faces)
+    threshold = service.predictor.threshold
+    return render_page(results=[shown(r, explain, threshold) for r in results])
+
+
+def shown(result: Result, explain: str | None, threshold: float) -> dict:
+    """What the template draws for one result: faces' boxes stay in the upload's pixels, which the picture's
+    SVG viewBox uses, so they need no scaling."""
+    p = result.prediction
+    out = {
+        "kind": result.kind,
+        "filename": result.filename,
+        "label": p.label,
+        "p_fake": p.p_fake,
+        "confidence": p.confidence,
+        "latency_ms": result.latency_ms,
+        "face_found": p.face_found,
+        "note": p.note,
+        "faces": p.faces,
+        "width": result.width,
+        "height": result.height,
+        "preview": data_uri("image/jpeg", result.preview_jpeg),
+        "heatmap": data_uri("image/png", result.heatmap_png),
+        "explain": explain,
+        # A line of text as tall as 1/25 of the picture's longer side, whatever its size.
+        "font": max(result.width, result.height) / 25,
+    }
+    if result.kind == "video":
+        best = next((f for f in p.frames if f.index == p.best_index), None)
+        out["faces"] = best.faces if best else ()
+        out["best"] = best
+        out["timeline"] = timeline(p.frames, threshold)
+    return out
+
+
+def timeline(frames, threshold: float) -> dict:
+    """Points of the score timeline in SVG units: x spreads the sampled frames over the width, y is p_fake."""
+    last = max(frames[-1].time_s, 1e-6) if frames else 1.0
+
+    def x(t: float) -> float:
+        return round(10 + (TIMELINE_W - 20) * t / last, 1)
+
+    def y(p: float) -> float:
+        return round(TIMELINE_H - 10 - (TIMELINE_H - 20) * p, 1)
+
+    points = [
         {
-            "filename": r.filename,
-            "label": r.label,
-            "p_fake": r.p_fake,
-            "confidence": r.confidence,
-            "latency_ms": r.latency_ms,
-            "preview": data_uri("image/jpeg", r.preview_jpeg),
-            "heatmap": data_uri("image/png", r.heatmap_png),
-            "explain": explain,
+            "x": x(f.time_s),
+            "y": y(f.p_fake),
+            "p": f.p_fake,
+            "t": f.time_s,
+            "index": f.index,
+            "fake": f.p_fake >= threshold,
         }
-        for r in results
+        for f in frames
+        if f.p_fake is not None
     ]
-    return render_page(results=shown)
+    missing = [{"x": x(f.time_s), "t": f.time_s, "index": f.index} for f in frames if f.p_fake is None]
+    return {
+        "width": TIMELINE_W,
+        "height": TIMELINE_H,
+        "points": points,
+        "missing": missing,
+        "line": " ".join(f"{pt['x']},{pt['y']}" for pt in points),
+        "threshold": threshold,
+        "threshold_y": y(threshold),
+        "baseline_y": TIMELINE_H - 10,
+        "duration": last,
+    }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,12 +22,22 @@ from flask import current_app
 
 from deepfake.errors import ConfigError, ImageError, ModelError, UserError
 from deepfake.images import FORMAT_NAMES, FORMAT_SUFFIXES, ImageTooLargeError, decode_image, encode_image, image_format
-from deepfake.predictor import Predictor
+from deepfake.predictor import Prediction, Predictor, VideoPrediction
+from deepfake.video import FORMAT_SUFFIXES as VIDEO_SUFFIXES
+from deepfake.video import (
+    HEADER_BYTES,
+    VIDEO_FORMAT_NAMES,
+    NoFramesError,
+    VideoError,
+    VideoTooLongError,
+    video_format,
+)
 
 log = logging.getLogger("deepfake.web")
 
 # Longest side of the copies the page shows: the uploaded image and its heatmap overlay.
 DISPLAY_SIDE = 512
+MB = 1024 * 1024
 # Client file names are only echoed back, never used as paths; a cap keeps a hostile one from bloating answers.
 MAX_FILENAME = 200
 
@@ -68,8 +80,8 @@ ERROR_STATUSES = {
     400: "empty upload, no file, or an option that is not supported",
     404: "no such route",
     405: "method not allowed on this route",
-    413: "body, file count or pixel count over the limit",
-    415: "not a decodable image, or an unsupported format",
+    413: "body, image size, file count, pixel count or video duration over the limit",
+    415: "not a decodable image or video, an unsupported format, or a video without a decodable frame",
     500: "unexpected server error (logged with the request id)",
     503: "the model is not loaded",
 }
@@ -78,31 +90,58 @@ ERROR_STATUSES = {
 @dataclass
 class Upload:
     filename: str
-    data: bytes
-    format: str | None = None  # recognised by content (deepfake.images), once the upload is checked
+    data: bytes  # an image's bytes; for a video, only its first bytes (the rest stays in ``path``)
+    format: str | None = None  # recognised by content (deepfake.images, deepfake.video), once checked
+    path: Path | None = None  # a video, spooled to a temporary file that the request deletes
+    size: int = 0
+
+    @property
+    def is_video(self) -> bool:
+        return self.path is not None
 
 
 @dataclass
 class Result:
     filename: str
-    label: str
-    p_fake: float
-    confidence: float
+    prediction: Prediction
     latency_ms: float
+    width: int  # of the image, or of the video's frames: the faces' boxes are in these pixels
+    height: int
     heatmap_png: bytes | None = None  # the explanation overlay, when asked for
-    preview_jpeg: bytes | None = None  # a display-sized copy of the upload, for the page
+    preview_jpeg: bytes | None = None  # for the page: a display-sized copy of the image, or the top-scoring frame
+    preview_frame: int | None = None  # the video frame previewed
+
+    @property
+    def kind(self) -> str:
+        return "video" if isinstance(self.prediction, VideoPrediction) else "image"
 
     def to_json(self) -> dict:
+        p = self.prediction.to_dict()
         out = {
             "filename": self.filename,
-            "label": self.label,
-            "p_fake": round(self.p_fake, 6),
-            "confidence": round(self.confidence, 6),
+            "kind": self.kind,
+            "label": p["label"],
+            "p_fake": round(p["p_fake"], 6),
+            "confidence": round(p["confidence"], 6),
             "latency_ms": round(self.latency_ms, 3),
+            "width": self.width,
+            "height": self.height,
+            "face_found": p["face_found"],
+            "faces": _rounded(p["faces"]),
+            "note": p["note"],
         }
+        if self.kind == "video":
+            out["frames"] = [{**frame, "faces": _rounded(frame["faces"])} for frame in p["frames"]]
+            for frame in out["frames"]:
+                if frame["p_fake"] is not None:
+                    frame["p_fake"] = round(frame["p_fake"], 6)
         if self.heatmap_png is not None:
             out["heatmap_png_base64"] = base64.b64encode(self.heatmap_png).decode("ascii")
         return out
+
+
+def _rounded(faces: list[dict]) -> list[dict]:
+    return [{**f, "p_fake": round(f["p_fake"], 6), "confidence": round(f["confidence"], 6)} for f in faces]
 
 
 def data_uri(mime: str, data: bytes | None) -> str | None:
@@ -118,11 +157,17 @@ class Service:
         *,
         max_pixels: int,
         max_files: int,
+        max_image_bytes: int | None = None,
+        max_video_seconds: float | None = None,
+        video_frames: int = 32,
         keep_uploads: str | os.PathLike | None = None,
         ort_threads: int = 0,
     ):
         self.max_pixels = max_pixels
         self.max_files = max_files
+        self.max_image_bytes = max_image_bytes
+        self.max_video_seconds = max_video_seconds
+        self.video_frames = video_frames
         self.keep_uploads = Path(keep_uploads) if keep_uploads else None
         if self.keep_uploads:
             try:
@@ -155,8 +200,19 @@ class Service:
             raise ModelUnavailable(f"the model is not loaded: {self.unavailable}")
         return self.predictor
 
-    def predict(self, uploads: list[Upload], explain: str | None = None, preview: bool = False) -> list[Result]:
-        """Verdicts in upload order. Every upload is checked before any is decoded, so one bad file fails fast."""
+    def predict(
+        self,
+        uploads: list[Upload],
+        explain: str | None = None,
+        preview: bool = False,
+        faces: bool | None = None,
+        frames: int | None = None,
+    ) -> list[Result]:
+        """Verdicts in upload order. Every upload is checked before any is decoded, so one bad file fails fast.
+
+        ``faces``: None follows the model, False judges whole images, True finds faces anyway. ``frames``: per
+        video (default: the service's).
+        """
         predictor = self.require_model()
         if explain and explain not in self.explain_methods():
             raise BadRequest(
@@ -169,21 +225,42 @@ class Service:
         if len(uploads) > self.max_files:
             raise TooLarge(f"{len(uploads)} files in one request; the limit is {self.max_files}", code="too_many_files")
         for upload in uploads:
-            upload.filename = clean_filename(upload.filename)
-            if not upload.data:
-                # A form submitted with no file chosen sends one empty part without a name.
-                raise EmptyUpload(
-                    f"{upload.filename}: empty file" if upload.filename else "no file chosen: empty upload"
-                )
-            upload.format = image_format(upload.data)
-            if upload.format is None:
-                raise UnsupportedImage(
-                    f"{upload.filename or 'the upload'}: not an image in a supported format "
-                    f"({FORMAT_NAMES}, recognised by content, not by name)"
-                )
-        return [self._one(predictor, upload, explain, preview) for upload in uploads]
+            self.check(upload)
+        if explain and any(upload.is_video for upload in uploads):
+            raise BadRequest("heatmaps are made for images, not videos", code="unsupported_explanation")
+        results = []
+        for upload in uploads:
+            if upload.is_video:
+                results.append(self._video(predictor, upload, preview, faces, frames or self.video_frames))
+            else:
+                results.append(self._one(predictor, upload, explain, preview, faces))
+        return results
 
-    def _one(self, predictor: Predictor, upload: Upload, explain: str | None, preview: bool) -> Result:
+    def check(self, upload: Upload) -> None:
+        """The checks that need no decoding: a name to echo, not empty, a known format, not over the size limit."""
+        upload.filename = clean_filename(upload.filename)
+        name = upload.filename or "the upload"
+        if not upload.data:
+            # A form submitted with no file chosen sends one empty part without a name.
+            raise EmptyUpload(f"{upload.filename}: empty file" if upload.filename else "no file chosen: empty upload")
+        if upload.is_video:
+            return  # recognised by content when it was received
+        if self.max_image_bytes and len(upload.data) > self.max_image_bytes:
+            raise TooLarge(
+                f"{name}: a file of {len(upload.data) / MB:.1f} MB that is not a video is over the limit of "
+                f"{self.max_image_bytes / MB:g} MB for images",
+                code="too_large",
+            )
+        upload.format = image_format(upload.data)
+        if upload.format is None:
+            raise UnsupportedImage(
+                f"{name}: not an image or video in a supported format ({FORMAT_NAMES}; {VIDEO_FORMAT_NAMES}; "
+                "recognised by content, not by name)"
+            )
+
+    def _one(
+        self, predictor: Predictor, upload: Upload, explain: str | None, preview: bool, faces: bool | None
+    ) -> Result:
         start = time.perf_counter()
         name = upload.filename or "the upload"
         try:
@@ -192,12 +269,43 @@ class Service:
             raise TooLarge(f"{name}: {exc}", code="too_many_pixels") from exc
         except ImageError as exc:
             raise UnsupportedImage(f"{name}: {exc}") from exc
-        verdict = predictor.predict(rgb)
+        prediction = predictor.predict(rgb, faces=faces)
         heatmap = self._explain(predictor, rgb, explain) if explain else None
-        result = Result(upload.filename, verdict.label, verdict.p_fake, verdict.confidence, 0.0, heatmap)
+        height, width = rgb.shape[:2]
+        result = Result(upload.filename, prediction, 0.0, width, height, heatmap)
         result.latency_ms = 1e3 * (time.perf_counter() - start)
         if preview:
             result.preview_jpeg = encode_image(display_copy(rgb), ".jpg")
+        if self.keep_uploads:
+            self.keep(upload)
+        return result
+
+    def _video(self, predictor: Predictor, upload: Upload, preview: bool, faces: bool | None, frames: int) -> Result:
+        start = time.perf_counter()
+        name = upload.filename or "the upload"
+        try:
+            prediction = predictor.predict_video(
+                upload.path,
+                frames,
+                faces=faces,
+                max_pixels=self.max_pixels,
+                max_duration_s=self.max_video_seconds,
+                keep_best_frame=True,
+            )
+        except VideoTooLongError as exc:
+            raise TooLarge(f"{name}: {exc}", code="too_long") from exc
+        except ImageTooLargeError as exc:
+            raise TooLarge(f"{name}: {exc}", code="too_many_pixels") from exc
+        except NoFramesError as exc:
+            raise UnsupportedImage(f"{name}: {exc}", code="no_frames") from exc
+        except (VideoError, OSError) as exc:
+            raise UnsupportedImage(f"{name}: {exc}", code="unsupported_video") from exc
+        best = prediction.best_frame
+        height, width = best.shape[:2]
+        result = Result(upload.filename, prediction, 1e3 * (time.perf_counter() - start), width, height)
+        if preview:
+            result.preview_jpeg = encode_image(display_copy(best), ".jpg")
+            result.preview_frame = prediction.best_index
         if self.keep_uploads:
             self.keep(upload)
         return result
@@ -217,9 +325,14 @@ class Service:
 
     def keep(self, upload: Upload) -> Path:
         """Save an accepted upload under a name the server makes: the client's name never reaches the file system."""
-        path = self.keep_uploads / f"{uuid.uuid4().hex}{FORMAT_SUFFIXES[upload.format]}"
+        suffix = VIDEO_SUFFIXES[upload.format] if upload.is_video else FORMAT_SUFFIXES[upload.format]
+        path = self.keep_uploads / f"{uuid.uuid4().hex}{suffix}"
         with open(path, "xb") as fh:  # "x": never overwrite, even on a uuid collision
-            fh.write(upload.data)
+            if upload.is_video:
+                with open(upload.path, "rb") as src:
+                    shutil.copyfileobj(src, fh)
+            else:
+                fh.write(upload.data)
         return path
 
 
@@ -227,9 +340,52 @@ def current_service() -> Service:
     return current_app.extensions["deepfake"]
 
 
-def uploads_from(files, fields: tuple[str, ...] = ("file",)) -> list[Upload]:
-    """The uploads in a request's ``files`` multidict, every file of every named field, in order."""
-    return [Upload(f.filename or "", f.read()) for field in fields for f in files.getlist(field)]
+def uploads_from(files, spool: Path, fields: tuple[str, ...] = ("file",)) -> list[Upload]:
+    """The uploads in a request's ``files`` multidict, every file of every named field, in order.
+
+    Images are read into memory (at most the image limit each); a video, recognised by its first bytes, is
+    copied to a file in ``spool`` instead, because OpenCV decodes from files and a video may be 100 MB.
+    """
+    uploads = []
+    for name in fields:
+        for f in files.getlist(name):
+            head = f.stream.read(HEADER_BYTES)
+            fmt = video_format(head)
+            if fmt is None:
+                uploads.append(Upload(f.filename or "", head + f.stream.read()))
+                continue
+            path = spool / f"{uuid.uuid4().hex}{VIDEO_SUFFIXES[fmt]}"
+            with open(path, "wb") as out:
+                out.write(head)
+                shutil.copyfileobj(f.stream, out, 1 << 20)
+            uploads.append(Upload(f.filename or "", head, fmt, path, path.stat().st_size))
+    return uploads
+
+
+def faces_option(value: str | None) -> bool | None:
+    """``?faces=`` (or the form's field): auto (the model decides), on or off."""
+    options = {None: None, "": None, "auto": None, "on": True, "off": False}
+    if value not in options:
+        raise BadRequest(f"faces={value!r} must be auto, on or off", code="bad_option")
+    return options[value]
+
+
+def frames_option(value: str | None, most: int) -> int | None:
+    """``?frames=N``: frames judged per video, 1 to ``most``."""
+    if value in (None, ""):
+        return None
+    try:
+        frames = int(value)
+    except ValueError:
+        frames = 0
+    if not 1 <= frames <= most:
+        raise BadRequest(f"frames={value!r} must be a whole number from 1 to {most}", code="bad_option")
+    return frames
+
+
+def spool_dir() -> tempfile.TemporaryDirectory:
+    """A temporary folder for one request's videos, removed when the request ends, whatever happens."""
+    return tempfile.TemporaryDirectory(prefix="deepfake-upload-")
 
 
 def clean_filename(name: str | None) -> str:
