@@ -111,7 +111,7 @@ ROWS = {
     "not an image": (lambda: b"hello, I am a text file", 415, "unsupported_image", "not an image"),
     "truncated image": (lambda: jpeg(3)[:-400], 415, "unsupported_image", "truncated JPEG"),
     "unsupported format": (gif, 415, "unsupported_image", "not an image or video in a supported format"),
-    "image over its limit": (lambda: b"\xff\xd8\xff" + b"\x00" * IMAGE_LIMIT, 413, "too_large", "over the limit of 10 MB"),
+    "image over its limit": (lambda: b"\xff\xd8\xff" + b"\x00" * IMAGE_LIMIT, 413, "too_large", "limit of 10 MB"),
     "decompression bomb": (png_bomb, 413, "too_many_pixels", "100.0 megapixels is over the limit of 40"),
 }
 
