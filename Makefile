@@ -2,7 +2,10 @@
 # make demo [DATA=...]  train the reference CNN for 7 epochs (about a minute) and print its test metrics
 # make default-model   retrain and re-export the bundled models/default.onnx (configs/experiment/default_model.yaml)
 # make serve [PORT=5000 WORKERS=2 THREADS=4 MODEL=m.onnx KEEP_UPLOADS=DIR]   the web app, served by gunicorn
-# make bench-http [CLIENTS=1,8,32 DURATION=10]   start gunicorn on a free port, run bench/http_bench.py, stop it
+# make bench-http [CLIENTS=1,8,32 DURATION=10 MODE=image]   start gunicorn on a free port, run bench/http_bench.py, stop it
+#                                               (MODE: image, photo, video or mix)
+# make bench-soak [SOAK_CLIENTS=32 SOAK_SECONDS=60 SOAK_MODE=mix]   the same server under load for a minute: errors and
+#                                               every worker's RSS after warm-up and at the end (passes within 10%)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,8 +19,12 @@ MODEL ?=
 KEEP_UPLOADS ?=
 CLIENTS ?= 1,8,32
 DURATION ?= 10
+MODE ?= image
+SOAK_CLIENTS ?= 32
+SOAK_SECONDS ?= 60
+SOAK_MODE ?= mix
 
-.PHONY: test demo default-model bench serve bench-http lint format clean
+.PHONY: test demo default-model bench serve bench-http bench-soak lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +51,12 @@ serve: $(VENV)/.installed
 	$(if $(MODEL),--model "$(MODEL)") $(if $(KEEP_UPLOADS),--keep-uploads "$(KEEP_UPLOADS)")
 
 bench-http: $(VENV)/.installed
-	$(PY) bench/http_bench.py --serve --workers $(WORKERS) --threads $(THREADS) --sweep $(CLIENTS) --seconds $(DURATION)
+	$(PY) bench/http_bench.py --serve --workers $(WORKERS) --threads $(THREADS) --sweep $(CLIENTS) --seconds $(DURATION) \
+	--mode $(MODE)
+
+bench-soak: $(VENV)/.installed
+	$(PY) bench/http_bench.py --serve --workers $(WORKERS) --threads $(THREADS) --soak --mode $(SOAK_MODE) \
+	--clients $(SOAK_CLIENTS) --seconds $(SOAK_SECONDS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

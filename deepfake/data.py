@@ -61,6 +61,7 @@ class AugmentConfig:
 class FaceConfig:  # the fields of deepfake.faces.FaceStage but its detector, which data.faces names
     margin: float = MISSING
     detect_size: int = MISSING
+    second_size: int = MISSING
     upsample: int = MISSING
     min_size: int = MISSING
     threshold: float = MISSING

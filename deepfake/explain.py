@@ -131,7 +131,7 @@ def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Expl
     net = checkpoint.net.eval()
     if method == "attention" and not returns_attention(net):
         raise UserError(_no_attention(f"model {checkpoint.name}"))
-    rgb = to_rgb(image)
+    rgb = main_face(to_rgb(image), checkpoint.faces)  # as in explain_onnx: what the model judged
     x = torch.from_numpy(checkpoint.preprocess(rgb)[None])
     with torch.no_grad():
         p = float(torch.sigmoid(net(x))[0])

@@ -8,7 +8,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, draw_face, face_photo
+from conftest import FACES_MINI, ROOT, draw_face, face_photo
 
 from deepfake.errors import ConfigError, ModelError
 from deepfake.faces import Face, FaceStage, crop_face, face_crops, find_faces, main_face
@@ -43,6 +43,13 @@ def test_a_tight_crop_is_found_by_the_padded_second_search():
     assert face.x >= 0 and face.y >= 0 and face.x + face.w <= 120 and face.y + face.h <= 160
 
 
+def test_a_face_too_small_for_the_first_search_is_found_by_the_larger_second_one():
+    image = face_photo([(300, 200, 170)], shape=(520, 760))  # ~110 px box: 37 px in a 256 px copy, HOG needs 80
+    assert find_faces(image, FaceStage(second_size=0)) == []
+    [face] = find_faces(image, STAGE)
+    assert 300 <= face.x and face.x + face.w <= 470 and 200 <= face.y and face.y + face.h <= 370
+
+
 def test_faces_below_min_size_are_ignored():
     image = face_photo([(20, 20, 200)], shape=(240, 480))
     side = find_faces(image, STAGE)[0].w
@@ -72,7 +79,8 @@ def test_main_face_is_the_largest_face_or_the_whole_image():
 
 
 def test_stage_settings_are_checked():
-    for bad in ({"margin": 0.9}, {"detect_size": 40}, {"upsample": 3}, {"pad": 2}, {"detector": "mtcnn"}):
+    bad_settings = ({"margin": 0.9}, {"detect_size": 40}, {"second_size": 200}, {"upsample": 3}, {"pad": 2})
+    for bad in (*bad_settings, {"detector": "mtcnn"}):
         with pytest.raises(ConfigError):
             FaceStage(**bad)
     with pytest.raises(ConfigError, match="fallback_threshold"):
@@ -380,3 +388,50 @@ def test_infer_prints_every_face_and_every_frame(faces_model, tmp_path):
     assert "note: no face was found" in text
     off = subprocess.run([*command[:-2], "--faces", "off", "--json"], capture_output=True, text=True, timeout=120)
     assert json.loads(off.stdout)["face_found"] is None
+
+
+# --- The bundled model on faces-mini: framed faces score as their crops ----------------------------------------
+
+needs_faces_mini = pytest.mark.skipif(not FACES_MINI.is_dir(), reason="../shared/datasets/faces-mini is absent")
+
+
+@needs_faces_mini
+def test_the_bundled_model_records_the_face_stage():
+    from deepfake.predictor import Predictor
+
+    predictor = Predictor()
+    assert predictor.face_stage is not None and predictor.face_stage.detector == "dlib_hog"
+
+
+@needs_faces_mini
+def test_a_framed_fake_and_its_crop_get_nearly_the_same_p_fake_from_the_bundled_model():
+    from deepfake.predictor import Predictor
+    from deepfake.robustness import framed
+
+    predictor = Predictor()
+    fakes = sorted((FACES_MINI / "Fake").glob("*.jpg"))[:8]
+    gaps = []
+    for k, path in enumerate(fakes):
+        face = read_image(path)
+        inside = framed(2.0)(face, np.random.default_rng(k))  # 512x512, the face somewhere inside, JPEG 95
+        assert inside.shape == (512, 512, 3)
+        crop, frame = predictor.predict(face), predictor.predict(inside)
+        assert frame.face_found and len(frame.faces) >= 1
+        gaps.append(abs(crop.p_fake - frame.p_fake))
+    assert np.median(gaps) < 0.05, gaps
+
+
+@needs_faces_mini
+def test_the_bundled_model_scores_framed_test_faces_as_it_scores_the_test_split():
+    """The model card's figure: test AUROC as stored and with every test face framed, within 0.03."""
+    from deepfake.evaluate import score, select_samples
+    from deepfake.metrics import binary_metrics
+    from deepfake.predictor import Predictor
+    from deepfake.robustness import PERTURBATIONS
+
+    samples, _ = select_samples(FACES_MINI, "test")
+    scores = score(Predictor(), samples, {"framed_2x": PERTURBATIONS["framed_2x"]}, progress=False)
+    clean = binary_metrics(scores.p_fake["clean"], scores.labels, 0.5)["auroc"]
+    in_frame = binary_metrics(scores.p_fake["framed_2x"], scores.labels, 0.5)["auroc"]
+    assert abs(clean - in_frame) <= 0.03, (clean, in_frame)
+    assert clean > 0.7

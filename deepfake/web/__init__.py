@@ -56,6 +56,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         video_frames=app.config["VIDEO_FRAMES"],
         keep_uploads=app.config["KEEP_UPLOADS"],
         ort_threads=app.config["ORT_THREADS"],
+        face_detectors=app.config["FACE_DETECTORS"],
     )
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

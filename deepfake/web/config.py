@@ -28,6 +28,7 @@ ENV = {
     "MAX_FILES": ("DEEPFAKE_MAX_FILES", int),  # images per request
     "KEEP_UPLOADS": ("DEEPFAKE_KEEP_UPLOADS", str),  # folder to save accepted uploads in; empty: keep nothing
     "ORT_THREADS": ("DEEPFAKE_ORT_THREADS", int),  # onnxruntime threads per process; 0: one per core
+    "FACE_DETECTORS": ("DEEPFAKE_FACE_DETECTORS", int),  # dlib detectors built at start: one per request thread
     "LOG_LEVEL": ("DEEPFAKE_LOG_LEVEL", str),  # INFO: one line per request; WARNING: errors only
 }
 
@@ -44,6 +45,7 @@ def from_env(environ=os.environ) -> dict:
         "MAX_FILES": DEFAULT_MAX_FILES,
         "KEEP_UPLOADS": None,
         "ORT_THREADS": 0,
+        "FACE_DETECTORS": 1,
         "LOG_LEVEL": "INFO",
     }
     for key, (name, kind) in ENV.items():
@@ -61,7 +63,7 @@ def from_env(environ=os.environ) -> dict:
 def check(config) -> None:
     """Refuse settings that cannot work, at start-up rather than on the first request."""
     integers = (("MAX_CONTENT_LENGTH", 1), ("MAX_IMAGE_BYTES", 1), ("MAX_PIXELS", 1), ("MAX_FILES", 1))
-    for key, least in (*integers, ("ORT_THREADS", 0), ("VIDEO_FRAMES", 1)):
+    for key, least in (*integers, ("ORT_THREADS", 0), ("VIDEO_FRAMES", 1), ("FACE_DETECTORS", 0)):
         value = config.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{key}={value!r} must be an integer of at least {least}")

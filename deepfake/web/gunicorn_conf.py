@@ -35,6 +35,8 @@ errorlog = "-"
 loglevel = "info"
 
 os.environ.setdefault("DEEPFAKE_ORT_THREADS", "1")
+# Each request thread that finds faces needs a dlib detector of its own; each worker builds them at start.
+os.environ.setdefault("DEEPFAKE_FACE_DETECTORS", str(threads))
 
 
 def post_fork(server, worker):

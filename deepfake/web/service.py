@@ -21,6 +21,7 @@ import numpy as np
 from flask import current_app
 
 from deepfake.errors import ConfigError, ImageError, ModelError, UserError
+from deepfake.faces import warm_up
 from deepfake.images import FORMAT_NAMES, FORMAT_SUFFIXES, ImageTooLargeError, decode_image, encode_image, image_format
 from deepfake.predictor import Prediction, Predictor, VideoPrediction
 from deepfake.video import FORMAT_SUFFIXES as VIDEO_SUFFIXES
@@ -162,6 +163,7 @@ class Service:
         video_frames: int = 32,
         keep_uploads: str | os.PathLike | None = None,
         ort_threads: int = 0,
+        face_detectors: int = 1,
     ):
         self.max_pixels = max_pixels
         self.max_files = max_files
@@ -183,6 +185,9 @@ class Service:
         except ModelError as exc:
             self.unavailable = str(exc)
             log.error("model not loaded: %s", exc)
+        # Built now, not by the first requests: one per request thread, each about a second to build (and
+        # even for a whole-image model, since ?faces=on turns the face stage on).
+        warm_up(face_detectors)
 
     @property
     def model_name(self) -> str | None:
