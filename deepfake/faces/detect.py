@@ -100,7 +100,7 @@ class FaceStage:
 
     # The stage as ONNX metadata_props: one "face_<field>" key per setting.
     def metadata(self) -> dict[str, str]:
-        return {f"face_{name}": json.dumps(value) for name, value in self.to_dict().items()}
+        return {f"face_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.to_dict().items()}
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> FaceStage | None:
@@ -109,7 +109,8 @@ class FaceStage:
             return None
         names = {f.name for f in fields(cls)}
         try:
-            return cls(**{name: json.loads(meta[f"face_{name}"]) for name in names if f"face_{name}" in meta})
+            values = {name: meta[f"face_{name}"] for name in names if f"face_{name}" in meta}
+            return cls(**{k: v if k == "detector" else json.loads(v) for k, v in values.items()})
         except (ValueError, TypeError, ConfigError) as exc:
             raise ModelError(f"model metadata has an invalid face stage: {exc}") from exc
 
