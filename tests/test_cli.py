@@ -7,8 +7,9 @@ import pytest
 from conftest import ROOT
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def run(script: str, *args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / script), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -34,8 +35,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
         ("compare.py", ["x", "--threads", "0"], "0 must be a whole number of at least 1"),
     ],
 )
-def test_a_bad_argument_is_one_line_and_exit_2(script, args, message):
-    done = run(script, *args)
+def test_a_bad_argument_is_one_line_and_exit_2(script, args, message, tmp_path):
+    done = run(script, *args, cwd=tmp_path)  # a run directory Hydra makes before the error lands here, not in runs/
     last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
     assert done.returncode == 2, done.stderr
     assert message in last, done.stderr
