@@ -57,8 +57,6 @@ MODES = ("image", "photo", "video", "mix")
 PHOTOS_PER_VIDEO = 4  # mix: each client posts this many photos, then the video, and again
 PHOTO_SHAPE, PHOTO_FACE = (480, 640), 400  # (h, w) of the photo and the side of the face in it
 VIDEO_SHAPE, VIDEO_FACE, VIDEO_SECONDS, VIDEO_FPS = (360, 480), 200, 2.0, 10.0
-# The drawn face's background colour, as tests/conftest.py draws it.
-BACKGROUND = (70, 90, 110)
 
 
 def default_image() -> tuple[bytes, str]:
@@ -75,34 +73,6 @@ def default_image() -> tuple[bytes, str]:
     return buf.tobytes(), "generated-256.jpg"
 
 
-def draw_face(size: int = 200, seed: int = 0):
-    """A drawn frontal face that dlib's HOG detector finds, RGB: tests/conftest.py's draw_face, copied."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    img = np.full((size, size, 3), BACKGROUND, np.uint8)
-    c, s = size // 2, size / 200
-    skin = tuple(int(v) for v in np.array((190, 150, 130)) + rng.integers(-15, 15, 3))
-
-    def pt(dx, dy):
-        return int(c + dx * s), int(c + dy * s)
-
-    def ax(a, b):
-        return int(a * s), int(b * s)
-
-    cv2.ellipse(img, pt(0, 5), ax(62, 80), 0, 0, 360, skin, -1)
-    cv2.ellipse(img, pt(0, -60), ax(66, 40), 0, 180, 360, (40, 30, 20), -1)
-    for dx in (-25, 25):
-        cv2.ellipse(img, pt(dx, -10), ax(12, 6), 0, 0, 360, (255, 255, 255), -1)
-        cv2.circle(img, pt(dx, -10), int(5 * s), (40, 30, 20), -1)
-        cv2.line(img, pt(dx - 14, -26), pt(dx + 14, -28), (60, 40, 30), max(1, int(4 * s)))
-    cv2.line(img, pt(0, -5), pt(-6, 22), (150, 110, 100), max(1, int(3 * s)))
-    cv2.line(img, pt(-6, 22), pt(6, 24), (150, 110, 100), max(1, int(3 * s)))
-    cv2.ellipse(img, pt(0, 45), ax(20, 8), 0, 0, 180, (150, 60, 60), max(1, int(4 * s)))
-    return cv2.GaussianBlur(img, (0, 0), 1.5 * s)
-
-
 def source_face():
     """(RGB face, its name): the first faces-mini fake (a 256x256 face crop), or a drawn face when it is absent."""
     import cv2
@@ -112,6 +82,8 @@ def source_face():
         bgr = cv2.imread(str(faces[0]), cv2.IMREAD_COLOR)
         if bgr is not None:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"faces-mini Fake/{faces[0].name}"
+    from deepfake.faces.drawing import draw_face
+
     return draw_face(256), "a drawn face (faces-mini absent)"
 
 

@@ -15,7 +15,7 @@ LAYERS = [
     {"deepfake.data", "deepfake.models", "deepfake.robustness", "deepfake.curves"},
     {"deepfake.metrics", "deepfake.predictor", "deepfake.cli", "deepfake.faces.dataset"},
     {"deepfake.preprocess", "deepfake.timing", "deepfake.video"},
-    {"deepfake.faces.detect", "deepfake.images"},
+    {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.images"},
     {"deepfake.errors"},
 ]
 
