@@ -120,9 +120,9 @@ def score(
         except ImageError as exc:
             return str(exc)
 
-    def model_inputs(perturb: Perturbation | None, index: int, rgb: np.ndarray) -> np.ndarray:
+    def model_inputs(perturb: Perturbation | None, index: int, rgb: np.ndarray):
         # With a face stage: one input per face found (the image scores its most fake face), as in the predictor.
-        return predictor.inputs(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))[1]
+        return predictor.inputs(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
 
     workers = workers or min(8, os.cpu_count() or 1)
     bar = tqdm(total=len(samples), desc="Scoring", unit="img", disable=not progress or None, leave=False)
@@ -138,12 +138,8 @@ def score(
                     decoded.append((index, rgb))
             for name, perturb in conditions.items():
                 if decoded:
-                    inputs = list(pool.map(lambda item, p=perturb: model_inputs(p, *item), decoded))
-                    p = predictor.p_fake(np.concatenate(inputs), batch_size)
-                    ends = np.cumsum([len(x) for x in inputs])
-                    chunks[name].append(
-                        np.array([p[end - len(x) : end].max() for x, end in zip(inputs, ends, strict=True)])
-                    )
+                    prepared = list(pool.map(lambda item, p=perturb: model_inputs(p, *item), decoded))
+                    chunks[name].append(np.array([v.p_fake for v in predictor.judge_all(prepared, batch_size)]))
             bar.update(len(batch))
     if not kept:
         raise DataError(f"none of the {len(samples)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})")

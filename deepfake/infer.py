@@ -14,13 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from deepfake.cli import add_scoring_options, positive_int, run_command
 from deepfake.errors import UserError
 from deepfake.explain import METHODS, ONNX_METHODS
 from deepfake.images import IMAGE_SUFFIXES, list_files, read_image
-from deepfake.predictor import Predictor, default_model_path, verdict
+from deepfake.predictor import FACES_OPTIONS, Predictor, default_model_path, verdict
 from deepfake.preprocess import DEFAULT_THRESHOLD
 from deepfake.video import DEFAULT_FRAMES, VIDEO_SUFFIXES, is_video_file
 
@@ -57,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--faces",
-        choices=("auto", "on", "off"),
+        choices=tuple(FACES_OPTIONS),
         default="auto",
         help="find and judge every face first: auto (default) when the model was trained on faces; off for images "
         "that are already face crops; on even for a whole-image model",
@@ -123,10 +121,6 @@ def report_error(file: str, message: str) -> None:
     print(f"error: {file}: {message}", file=sys.stderr)
 
 
-def faces_option(value: str) -> bool | None:
-    return {"auto": None, "on": True, "off": False}[value]
-
-
 def print_prediction(file: str, pred, as_json: bool) -> None:
     """One line per file; in text, indented lines follow for each face of an image with several and each
     sampled frame of a video (--json has them all, always)."""
@@ -148,17 +142,15 @@ def print_prediction(file: str, pred, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.explain:
         return run_explain(args)
-    faces = faces_option(args.faces)
+    faces = FACES_OPTIONS[args.faces]
     predictor = Predictor(args.onnx, threshold=args.threshold)
     failed = 0
-    pending: list[tuple[str, list | None, object]] = []
+    pending: list[tuple[str, tuple]] = []  # (file, its faces and model inputs)
 
     def flush() -> None:
-        p = predictor.p_fake(np.concatenate([x for _, _, x in pending]), args.batch_size)
-        start = 0
-        for file, found, x in pending:
-            print_prediction(file, predictor.judge(found, p[start : start + len(x)]), args.json)
-            start += len(x)
+        predictions = predictor.judge_all([prepared for _, prepared in pending], args.batch_size)
+        for (file, _), prediction in zip(pending, predictions, strict=True):
+            print_prediction(file, prediction, args.json)
         sys.stdout.flush()
         pending.clear()
 
@@ -173,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 # Faces found and preprocessed here, per file, so one bad image is reported alone and the batch
                 # holds model inputs only, not decoded images.
-                pending.append((file, *predictor.inputs(read_image(file), faces)))
+                pending.append((file, predictor.inputs(read_image(file), faces)))
             except UserError as exc:
                 problem = str(exc)
         if problem is not None:

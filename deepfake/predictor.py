@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,9 @@ def default_providers() -> list[str]:
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
+
+# How callers name the ``faces`` argument (infer.py --faces, the API's ?faces=): auto follows the model file.
+FACES_OPTIONS = {"auto": None, "on": True, "off": False}
 
 NO_FACE_NOTE = (
     "no face was found, so the whole image was judged; the model was trained on faces, so this verdict is unreliable"
@@ -75,7 +78,10 @@ class Prediction:
     note: str | None = None  # why the verdict deserves less trust, when it does
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "faces": [face.to_dict() for face in self.faces]}
+        # Prediction's own fields only: a VideoPrediction adds its frames itself, and never its pixels.
+        return {f.name: getattr(self, f.name) for f in fields(Prediction)} | {
+            "faces": [face.to_dict() for face in self.faces]
+        }
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,7 @@ class VideoPrediction(Prediction):
     best_frame: np.ndarray | None = None  # its pixels (RGB), when asked for
 
     def to_dict(self) -> dict:
-        out = super().to_dict()
-        out.pop("best_frame")
-        out["frames"] = [frame.to_dict() for frame in self.frames]
-        return out
+        return super().to_dict() | {"frames": [frame.to_dict() for frame in self.frames], "best_index": self.best_index}
 
 
 def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSITIVE_CLASS) -> Prediction:
@@ -156,11 +159,8 @@ class Predictor:
         self.input_name, self.output_name = contract.input_name, contract.output_name
         self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
         self.model_name = self.metadata.get("model_name", self.path.stem)
-        self.model_face_stage = contract.faces
-        if faces is None:
-            self.face_stage = contract.faces
-        else:
-            self.face_stage = (contract.faces or FaceStage()) if faces else None
+        self.model_face_stage = self.face_stage = contract.faces  # stage() starts from the model's
+        self.face_stage = self.stage(faces)
         if self.face_stage is not None:
             warm_up()
         self.attention_name = self.metadata.get(ATTENTION_KEY) or None
@@ -244,7 +244,12 @@ class Predictor:
         """Predictions in input order. Raises ImageError on the first image that cannot be used."""
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size} must be at least 1")
-        prepared = [self.inputs(image, faces) for image in images]
+        return self.judge_all([self.inputs(image, faces) for image in images], batch_size)
+
+    def judge_all(
+        self, prepared: Sequence[tuple[list[Face] | None, np.ndarray]], batch_size: int = 64
+    ) -> list[Prediction]:
+        """Verdicts for many images' :meth:`inputs`, their faces run through the model together."""
         if not prepared:
             return []
         p = self.p_fake(np.concatenate([x for _, x in prepared]), batch_size)

@@ -75,10 +75,11 @@ def _crop_file(task: tuple[str, Path, FaceStage, int, bool]) -> tuple[str, int, 
 
 
 def _write(found, stem: Path, all_faces: bool) -> int:
-    for k, (_, crop) in enumerate(found if all_faces else found[:1], start=1):
+    written = found if all_faces else found[:1]
+    for k, (_, crop) in enumerate(written, start=1):
         name = stem.name if k == 1 else f"{stem.name}_face{k}"
         stem.with_name(name + ".png").write_bytes(encode_image(crop, ".png"))
-    return min(len(found), len(found) if all_faces else 1)
+    return len(written)
 
 
 def run(args: argparse.Namespace) -> int:

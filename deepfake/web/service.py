@@ -23,7 +23,7 @@ from flask import current_app
 from deepfake.errors import ConfigError, ImageError, ModelError, UserError
 from deepfake.faces import warm_up
 from deepfake.images import FORMAT_NAMES, FORMAT_SUFFIXES, ImageTooLargeError, decode_image, encode_image, image_format
-from deepfake.predictor import Prediction, Predictor, VideoPrediction
+from deepfake.predictor import FACES_OPTIONS, Prediction, Predictor, VideoPrediction
 from deepfake.video import FORMAT_SUFFIXES as VIDEO_SUFFIXES
 from deepfake.video import (
     HEADER_BYTES,
@@ -94,7 +94,6 @@ class Upload:
     data: bytes  # an image's bytes; for a video, only its first bytes (the rest stays in ``path``)
     format: str | None = None  # recognised by content (deepfake.images, deepfake.video), once checked
     path: Path | None = None  # a video, spooled to a temporary file that the request deletes
-    size: int = 0
 
     @property
     def is_video(self) -> bool:
@@ -110,7 +109,6 @@ class Result:
     height: int
     heatmap_png: bytes | None = None  # the explanation overlay, when asked for
     preview_jpeg: bytes | None = None  # for the page: a display-sized copy of the image, or the top-scoring frame
-    preview_frame: int | None = None  # the video frame previewed
 
     @property
     def kind(self) -> str:
@@ -310,7 +308,6 @@ class Service:
         result = Result(upload.filename, prediction, 1e3 * (time.perf_counter() - start), width, height)
         if preview:
             result.preview_jpeg = encode_image(display_copy(best), ".jpg")
-            result.preview_frame = prediction.best_index
         if self.keep_uploads:
             self.keep(upload)
         return result
@@ -363,16 +360,17 @@ def uploads_from(files, spool: Path, fields: tuple[str, ...] = ("file",)) -> lis
             with open(path, "wb") as out:
                 out.write(head)
                 shutil.copyfileobj(f.stream, out, 1 << 20)
-            uploads.append(Upload(f.filename or "", head, fmt, path, path.stat().st_size))
+            uploads.append(Upload(f.filename or "", head, fmt, path))
     return uploads
 
 
 def faces_option(value: str | None) -> bool | None:
     """``?faces=`` (or the form's field): auto (the model decides), on or off."""
-    options = {None: None, "": None, "auto": None, "on": True, "off": False}
-    if value not in options:
+    if value in (None, ""):
+        return None
+    if value not in FACES_OPTIONS:
         raise BadRequest(f"faces={value!r} must be auto, on or off", code="bad_option")
-    return options[value]
+    return FACES_OPTIONS[value]
 
 
 def frames_option(value: str | None, most: int) -> int | None:
