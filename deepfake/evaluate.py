@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -26,7 +27,9 @@ import numpy as np
 
 from deepfake import robustness as rb
 from deepfake.cli import add_scoring_options, run_command
-from deepfake.data import SPLITS, Sample, find_samples
+from deepfake.cross import format_table as format_cross_table
+from deepfake.cross import plot_heatmap, write_table
+from deepfake.datasets import SPLITS, Sample, dataset_name, find_manifest, find_samples, read_split, split_digest
 from deepfake.errors import DataError, ImageError, ModelError
 from deepfake.images import read_image
 from deepfake.metrics import binary_metrics, roc_curve
@@ -35,6 +38,8 @@ from deepfake.preprocess import LABELS
 from deepfake.robustness import Perturbation
 
 SHOW_SKIPPED = 5
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------
@@ -58,6 +63,7 @@ def open_model(path: str | Path | None, workdir: Path, threshold: float | None =
     if not path.exists():
         raise ModelError(f"--model {path}: no such file or directory")
     if path.is_dir() or path.suffix == ".ckpt":
+        workdir.mkdir(parents=True, exist_ok=True)
         onnx_path = export_checkpoint(path, workdir / "model.onnx")
         return Predictor(onnx_path, threshold=threshold)
     return Predictor(path, threshold=threshold)
@@ -67,17 +73,109 @@ def open_model(path: str | Path | None, workdir: Path, threshold: float | None =
 # Data and scoring
 
 
-def select_samples(root: str | Path, split: str | None = None, seed: int = 42) -> tuple[list[Sample], str]:
-    """Every labelled image of any layout data.py reads; ``split`` keeps one split (for a plain
-    Real/Fake folder: the seeded 80/10/10 split that training made with the same seed)."""
-    if not Path(root).expanduser().exists():
+@dataclass
+class TrainingSplit:
+    """Where a model's training split can be found again: the split.csv of its run (exact), else the data settings
+    export.py stored in its metadata (the split is made again from them and checked against their digest)."""
+
+    model: str
+    split_csv: Path | None = None
+    datasets: list[dict] = field(default_factory=list)  # deepfake.datasets.DatasetSpec dicts, with layout and digest
+    seed: int = 42
+
+    @classmethod
+    def of(cls, model: str, path: Path, predictor: Predictor) -> TrainingSplit:
+        split_csv = None
+        if path.is_dir() or path.suffix == ".ckpt":
+            run = path if path.is_dir() else path.parent.parent
+            split_csv = run / "split.csv" if (run / "split.csv").is_file() else None
+        try:
+            data = json.loads(predictor.metadata.get("data") or "{}")
+        except json.JSONDecodeError:
+            data = {}
+        datasets = list(data.get("datasets", {}).values()) if isinstance(data, dict) else []
+        if not datasets and isinstance(data, dict) and isinstance(data.get("root"), str):
+            # Models exported before several datasets: one root, split by file with training's defaults.
+            datasets = [{"root": data["root"], "name": dataset_name(data["root"])}]
+        seed = int(data.get("seed", 42)) if isinstance(data, dict) else 42
+        return cls(model, split_csv, datasets, seed)
+
+    def samples(self, root: Path, name: str, split: str) -> tuple[list[Sample], str] | None:
+        """The ``split`` of the dataset at ``root`` as this model was trained with it; None when it was not."""
+        if self.split_csv is not None:
+            mine = [s for s in read_split(self.split_csv) if s.dataset == name or _under(s.path, root)]
+            if mine:
+                return [s for s in mine if s.split == split], f"{self.split_csv} ({self.model}'s training split)"
+        for spec in self.datasets:
+            if Path(spec["root"]).expanduser().resolve() == root or spec.get("name") == name:
+                return self._split_again(root, name, split, spec)
+        return None
+
+    def _split_again(self, root: Path, name: str, split: str, spec: dict) -> tuple[list[Sample], str]:
+        samples, _ = find_samples(
+            root,
+            manifest=spec.get("manifest"),
+            group_by=spec.get("group_by"),
+            val_fraction=float(spec.get("val_fraction", 0.1)),
+            test_fraction=float(spec.get("test_fraction", 0.1)),
+            seed=self.seed,
+            name=name,
+        )
+        how = f"{self.model}'s training split, made again from its metadata"
+        expected = spec.get("test_files_sha256")
+        if expected and split_digest(samples, root) != expected:
+            log.warning(
+                "%s: the test split made again from %s's settings differs from the one it was trained with "
+                "(files added or removed since?): scores may include training images",
+                root,
+                self.model,
+            )
+            how += ", NOT the same files"
+        return [s for s in samples if s.split == split], how
+
+
+def _under(path: str, root: Path) -> bool:
+    return Path(path).is_relative_to(root)
+
+
+def select_samples(
+    root: str | Path,
+    split: str | None = None,
+    seed: int = 42,
+    *,
+    trained: Sequence[TrainingSplit] = (),
+    manifest: str | None = None,
+    group_by: str | None = None,
+) -> tuple[list[Sample], str, str]:
+    """Every labelled image of any layout data.py reads, its layout, and where its split came from.
+
+    ``split`` keeps one split: the one a model of ``trained`` was trained with, when one was trained on this
+    dataset; else the dataset's own (a pre-split tree, a manifest's split column), else the seeded 80/10/10 split
+    that training makes by default, by ``group_by`` when given. A folder's manifest (metadata.csv) is read when
+    ``manifest`` is not given.
+    """
+    path = Path(root).expanduser()
+    if not path.exists():
         raise DataError(f"--data {root}: no such file or directory")
-    samples, layout = find_samples(root, seed=seed)
+    path = path.resolve()
+    name = dataset_name(path)
+    manifest = manifest or find_manifest(path)
+    samples, how = None, "all images"
     if split:
-        samples = [s for s in samples if s.split == split]
+        for model in trained:
+            if (found := model.samples(path, name, split)) is not None:
+                samples, how = found
+                break
+    if samples is None:
+        samples, layout = find_samples(path, seed=seed, manifest=manifest, group_by=group_by, name=name)
+        if split:
+            samples = [s for s in samples if s.split == split]
+            how = f"the dataset's own {split} split" + (f" by {group_by}" if group_by else "")
+    else:
+        layout = "split.csv" if "split.csv" in how else "manifest" if manifest else "folders"
     if not samples:
         raise DataError(f"--data {root}: no images" + (f" in the {split} split" if split else ""))
-    return samples, layout
+    return samples, layout, how
 
 
 @dataclass
@@ -256,11 +354,15 @@ def evaluate(
     seed: int = 42,
     batch_size: int = 64,
     progress: bool = True,
+    manifest: str | None = None,
+    group_by: str | None = None,
 ) -> dict:
     """Score ``data`` with ``model``, write the report files into ``out``, print the tables. Returns metrics.json."""
-    samples, layout = select_samples(data, split, seed)
     with tempfile.TemporaryDirectory() as workdir:
-        predictor = open_model(model, Path(workdir), threshold)
+        predictor, trained = open_model_and_split(model, Path(workdir), threshold)
+        samples, layout, how = select_samples(
+            data, split, seed, trained=[trained], manifest=manifest, group_by=group_by
+        )
         scores = score(
             predictor, samples, rb.PERTURBATIONS if robustness else None, batch_size=batch_size, progress=progress
         )
@@ -274,6 +376,7 @@ def evaluate(
         "data": str(data),
         "layout": layout,
         "split": split,
+        "split_from": how,
         **binary_metrics(clean, scores.labels, predictor.threshold),
         "skipped": len(scores.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in scores.skipped],
@@ -285,7 +388,7 @@ def evaluate(
     plot_confusion(metrics, f"Confusion matrix: {title}", out / "confusion_matrix.png")
     print(f"model  {metrics['model']} ({predictor.model_name}, threshold {predictor.threshold:g})")
     print(
-        f"data   {data} ({layout} layout, split {split or 'all'}): {metrics['n_images']} images "
+        f"data   {data} ({layout} layout, {how}): {metrics['n_images']} images "
         f"({metrics['n_real']} real, {metrics['n_fake']} fake), {metrics['skipped']} skipped\n"
     )
     print(format_table(metrics))
@@ -300,6 +403,92 @@ def evaluate(
     return metrics
 
 
+def open_model_and_split(
+    model: str | Path | None, workdir: Path, threshold: float | None
+) -> tuple[Predictor, TrainingSplit]:
+    path = Path(model) if model else default_model_path()
+    predictor = open_model(path, workdir, threshold)
+    return predictor, TrainingSplit.of(display_name(path), path, predictor)
+
+
+def display_name(path: Path) -> str:
+    """A model's name in tables: its file's stem, or its run directory's name."""
+    if path.is_dir():
+        return path.name
+    if path.suffix == ".ckpt" and path.parent.name == "checkpoints":
+        return path.parent.parent.name
+    return path.stem
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def cross_evaluate(
+    models: Sequence[str | Path | None],
+    datas: Sequence[str | Path],
+    out: str | Path,
+    *,
+    split: str | None = None,
+    threshold: float | None = None,
+    seed: int = 42,
+    batch_size: int = 64,
+    progress: bool = True,
+    manifest: str | None = None,
+    group_by: str | None = None,
+) -> dict:
+    """Score every model on every dataset; write cross_dataset.csv, cross_dataset.png and cross_dataset.json.
+
+    Every model sees the same images of a dataset: with ``split``, the split of the first model trained on that
+    dataset (its run's split.csv, or its metadata), so the diagonal is each model's own held-out test set and
+    the other cells are images no model of the table trained on... unless two models trained on one dataset
+    with different splits, which the printout shows.
+    """
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as workdir:
+        opened = [open_model_and_split(m, Path(workdir) / str(i), threshold) for i, m in enumerate(models)]
+        model_names = _unique([trained.model for _, trained in opened])
+        data_names = _unique([dataset_name(d) for d in datas])
+        cells: dict[tuple[str, str], dict] = {}
+        splits: dict[str, dict] = {}
+        for data, data_name in zip(datas, data_names, strict=True):
+            samples, layout, how = select_samples(
+                data, split, seed, trained=[t for _, t in opened], manifest=manifest, group_by=group_by
+            )
+            n_fake = sum(s.label for s in samples)
+            print(f"{data_name}: {len(samples)} images ({len(samples) - n_fake} real, {n_fake} fake) from {how}")
+            splits[data_name] = {"data": str(data), "layout": layout, "split": split, "split_from": how}
+            for (predictor, _), model_name in zip(opened, model_names, strict=True):
+                scores = score(predictor, samples, batch_size=batch_size, progress=progress)
+                report_skipped(scores.skipped)
+                metrics = binary_metrics(scores.p_fake["clean"], scores.labels, predictor.threshold)
+                cells[model_name, data_name] = {**metrics, "skipped": len(scores.skipped)}
+        models_info = {
+            name: {"model": str(m or predictor.path), "model_name": predictor.model_name}
+            for name, m, (predictor, _) in zip(model_names, models, opened, strict=True)
+        }
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(cells, model_names, data_names, out / "cross_dataset.csv")
+    plot_heatmap(
+        cells, model_names, data_names, out / "cross_dataset.png", f"ROC AUC, {split or 'all'} images of each dataset"
+    )
+    result = {
+        "models": models_info,
+        "datasets": splits,
+        "cells": {m: {d: cells[m, d] for d in data_names} for m in model_names},
+    }
+    (out / "cross_dataset.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("\nROC AUC (rows: models, columns: datasets)\n")
+    print(format_cross_table(cells, model_names, data_names))
+    print(f"\nwrote cross_dataset.csv, cross_dataset.png, cross_dataset.json to {out}")
+    return result
+
+
 # ---------------------------------------------------------------------------
 # Command line
 
@@ -310,7 +499,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Evaluate a real/fake detector on a labelled dataset: accuracy, precision, recall, F1, ROC AUC,\n"
             "average precision, EER, confusion matrix and per-class report; with --robustness, the same under\n"
             "JPEG, blur, downscaling and noise. Prints the tables and writes metrics.json, roc.png and\n"
-            "confusion_matrix.png (and robustness.json, robustness.md, robustness.png) into --out."
+            "confusion_matrix.png (and robustness.json, robustness.md, robustness.png) into --out.\n\n"
+            "With several --model or --data: every model on every dataset, the way DeepfakeBench reports\n"
+            "detectors. Writes cross_dataset.csv (rows: models; columns: each dataset's ROC AUC, then its\n"
+            "accuracy and EER), cross_dataset.png (the AUROC heatmap) and cross_dataset.json (every figure)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
@@ -318,51 +510,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "  python evaluate.py --model models/default.onnx --data ../shared/datasets/faces-mini --split test "
             "--out eval/\n"
             "  python evaluate.py --model runs/cnn/<run>/checkpoints/last.ckpt --data /data/Dataset --out eval/\n"
-            "  python evaluate.py --model model.onnx --data other_dataset/ --out cross/ --robustness\n\n"
+            "  python evaluate.py --model model.onnx --data other_dataset/ --out robust/ --robustness\n"
+            "  python evaluate.py --model runs/faces_only --model runs/dfdc_only \\\n"
+            "      --data ../shared/datasets/faces-mini --data ../shared/datasets/dfdc-mini \\\n"
+            "      --split test --out cross/\n\n"
             "--data takes any layout train.py reads: Real/ and Fake/ folders, a Train/Validation/Test tree, or\n"
-            "a CSV manifest path,label[,split]. Without --split every image is used (cross-dataset evaluation).\n"
+            "a CSV manifest file,label[,split]; a folder's metadata.csv (or manifest.csv) is read as its manifest.\n"
+            "Without --split every image is used. --split test takes the test split a model was trained with:\n"
+            "from its run's split.csv (a run directory or checkpoint), else made again from the data settings its\n"
+            "ONNX metadata records and checked against their digest; a dataset no model trained on is split as\n"
+            "training would split it (--seed, --group-by). In a cross table every model sees the same images.\n"
             "A checkpoint or run directory is exported to a temporary ONNX file first, so it is scored exactly\n"
             "as its export would be. Exit code 2 when the model, data or an option is unusable."
         ),
     )
     parser.add_argument(
         "--model",
-        default=None,
-        help=f"ONNX file from export.py, .ckpt from train.py, or a run directory (default: {default_model_path()})",
+        action="append",
+        help="ONNX file from export.py, .ckpt from train.py, or a run directory; repeat for a cross-dataset "
+        f"table (default: {default_model_path()})",
     )
-    parser.add_argument("--data", required=True, help="dataset root: folder or CSV manifest")
+    parser.add_argument(
+        "--data", action="append", required=True, help="dataset root, folder or CSV manifest; repeat for a table"
+    )
     parser.add_argument(
         "--split",
         choices=SPLITS,
         default=None,
-        help="only this split; for a plain Real/Fake folder, the seeded 80/10/10 split training made (default: all)",
+        help="only this split: the one the model was trained with when it was trained on the dataset (default: all)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json and the pictures")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results and the pictures")
     parser.add_argument(
         "--robustness",
         action="store_true",
         help="also score under JPEG quality 90/70/50, Gaussian blur sigma 1/2, downscale by half and back, "
-        f"and Gaussian noise (sigma {rb.NOISE_SIGMA:g} on 0-255)",
+        f"and Gaussian noise (sigma {rb.NOISE_SIGMA:g} on 0-255); one --model and one --data only",
     )
     add_scoring_options(parser, batch_size=64)
+    parser.add_argument("--manifest", default=None, help="manifest file in each --data folder (default: metadata.csv)")
+    parser.add_argument(
+        "--group-by",
+        default=None,
+        help="manifest column to split by, for data no model was trained on (as train.py's data.group_by)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the split of a plain folder (training's: 42)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model = args.model or [None]
+    if args.robustness and (len(args.model) > 1 or len(args.data) > 1):
+        parser.error("--robustness takes one --model and one --data")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    options = dict(
+        split=args.split,
+        threshold=args.threshold,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        manifest=args.manifest,
+        group_by=args.group_by,
+    )
 
     def work() -> None:
-        evaluate(
-            args.model,
-            args.data,
-            args.out,
-            split=args.split,
-            robustness=args.robustness,
-            threshold=args.threshold,
-            seed=args.seed,
-            batch_size=args.batch_size,
-        )
+        if len(args.model) == 1 and len(args.data) == 1:
+            evaluate(args.model[0], args.data[0], args.out, robustness=args.robustness, **options)
+        else:
+            cross_evaluate(args.model, args.data, args.out, **options)
 
     return run_command(work)
 

@@ -31,7 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from deepfake import __version__
-from deepfake.data import SPLITS, find_samples
+from deepfake.datasets import SPLITS, find_samples
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.faces import FaceStage, main_face
 from deepfake.images import read_image

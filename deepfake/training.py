@@ -29,7 +29,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
-from deepfake.data import DataConfig, DeepfakeDataModule, face_stage, write_split
+from deepfake.data import DataConfig, DeepfakeDataModule, face_stage
+from deepfake.datasets import dataset_specs, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.faces import FaceStage
 from deepfake.metrics import metric_collection
@@ -103,10 +104,13 @@ class DeepfakeLitModule(L.LightningModule):
 
     ``model`` is the resolved model config (configs/model/*.yaml): ``net`` builds the network, ``pretrained``
     and ``weights_file`` choose its starting weights. It is saved in the checkpoint's hyperparameters, with
-    ``faces``, the face stage the data was cropped with (a FaceStage as a dict; None: whole images).
+    ``faces``, the face stage the data was cropped with (a FaceStage as a dict; None: whole images), and
+    ``datasets``, the names of the run's datasets: the test metrics are logged for each as ``test/<name>/auroc``...
     """
 
-    def __init__(self, model: Mapping, image_size: int, faces: Mapping | None = None):
+    def __init__(
+        self, model: Mapping, image_size: int, faces: Mapping | None = None, datasets: list[str] | None = None
+    ):
         super().__init__()
         self.save_hyperparameters()
         settings = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -127,6 +131,8 @@ class DeepfakeLitModule(L.LightningModule):
         self.loss = nn.BCEWithLogitsLoss()
         # ModuleDict keys must not shadow nn.Module attributes such as .train
         self.metrics = nn.ModuleDict({f"{s}_metrics": metric_collection(f"{s}/") for s in STAGES})
+        # Their states are not saved, so checkpoints of runs with other datasets still load.
+        self.dataset_metrics = nn.ModuleList(metric_collection(f"test/{name}/") for name in datasets or [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -134,14 +140,27 @@ class DeepfakeLitModule(L.LightningModule):
     def _step(self, batch, stage: str):
         if batch is None:  # every image of the batch failed to decode
             return None
-        x, y = batch
+        x, y, dataset = batch
         logits = self(x)
         loss = self.loss(logits, y)
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(torch.sigmoid(logits.detach()), y.int())
+        p_fake = torch.sigmoid(logits.detach())
+        metrics.update(p_fake, y.int())
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y))
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+        if stage == "test":
+            for index, per_dataset in enumerate(self.dataset_metrics):
+                mine = dataset == index
+                if mine.any():
+                    per_dataset.update(p_fake[mine], y[mine].int())
         return loss
+
+    def on_test_epoch_end(self) -> None:
+        # Computed here, not logged per step: a dataset may be absent from a batch, or from the whole test split.
+        for per_dataset in self.dataset_metrics:
+            if any(metric.update_called for metric in per_dataset.values()):
+                self.log_dict(per_dataset.compute())
+            per_dataset.reset()
 
     def training_step(self, batch, batch_idx):
         if self.mixup > 0 and batch is not None:
@@ -151,7 +170,7 @@ class DeepfakeLitModule(L.LightningModule):
     def _mixup_step(self, batch, alpha: float):
         """Mixup: train on blends of two images with the same blend of their labels, a regulariser
         for small datasets. Training metrics count the label that dominates each blend."""
-        x, y = batch
+        x, y, _ = batch
         lam = torch.distributions.Beta(alpha, alpha).sample().item()
         perm = torch.randperm(len(y), device=x.device)
         mixed_y = lam * y + (1 - lam) * y[perm]
@@ -255,17 +274,32 @@ def train(cfg: DictConfig) -> dict:
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     faces = face_stage(cfg.data.faces, OmegaConf.to_container(cfg.data.face, resolve=True))
+    root = cfg.data.root
+    root = OmegaConf.to_container(root, resolve=True) if OmegaConf.is_config(root) else root
+    specs = dataset_specs(
+        root,
+        manifest=cfg.data.manifest,
+        group_by=cfg.data.group_by,
+        val_fraction=cfg.data.val_fraction,
+        test_fraction=cfg.data.test_fraction,
+    )
     module = DeepfakeLitModule(
-        model=model_cfg, image_size=int(cfg.data.image_size), faces=faces.to_dict() if faces else None
+        model=model_cfg,
+        image_size=int(cfg.data.image_size),
+        faces=faces.to_dict() if faces else None,
+        datasets=[spec.name for spec in specs],
     )
     datamodule = DeepfakeDataModule(
-        cfg.data.root,
+        root,
         module.preprocess,
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
         val_fraction=cfg.data.val_fraction,
         test_fraction=cfg.data.test_fraction,
         seed=cfg.seed,
+        manifest=cfg.data.manifest,
+        group_by=cfg.data.group_by,
+        balance=cfg.data.balance,
         augment=OmegaConf.to_container(cfg.data.augment, resolve=True),
         faces=faces,
         face_cache=cfg.data.face_cache,
@@ -306,7 +340,7 @@ def train(cfg: DictConfig) -> dict:
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics["best_checkpoint"] = best
-    metrics["data"] = {"root": str(cfg.data.root), "layout": datamodule.layout, **datamodule.summary()}
+    metrics["data"] = datamodule.describe()
     metrics["skipped_files"] = len(datamodule.bad_files)
     if faces is not None:
         metrics["faces"] = {

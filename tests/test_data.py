@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import make_class_folders, make_image, make_undecodable_png
 
-from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files, find_samples
+from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files
+from deepfake.datasets import find_samples
 from deepfake.errors import DataError
 from deepfake.preprocess import FAKE, REAL, Preprocess
 
@@ -100,7 +101,10 @@ def test_manifest_with_and_without_split(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("file,label\na.png,0\n", "needs columns path,label"), ("path,label\na.png,maybe\n", "label 'maybe'")],
+    [
+        ("name,label\na.png,0\n", r"needs columns file \(or path\) and label"),
+        ("path,label\na.png,maybe\n", "label 'maybe'"),
+    ],
 )
 def test_bad_manifest_is_named(tmp_path, content, message):
     (tmp_path / "m.csv").write_text(content)
@@ -150,7 +154,7 @@ def test_undecodable_file_is_dropped_from_its_batch_not_the_run(tmp_path):
     assert not bad  # passes the cheap check ...
     ds = ImageDataset(good, Preprocess(16))
     batch = collate_skip_bad([ds[i] for i in range(len(ds))])  # ... and is dropped at decode time
-    x, y = batch
+    x, y, _ = batch
     assert x.shape == (4, 3, 16, 16) and sorted(y.tolist()) == [0.0, 0.0, 1.0, 1.0]
     assert collate_skip_bad([None, None]) is None
 

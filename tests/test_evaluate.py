@@ -15,7 +15,7 @@ from conftest import ROOT, make_image
 from deepfake.compare import compare
 from deepfake.compare import main as compare_main
 from deepfake.curves import plot_curves, read_epoch_metrics
-from deepfake.data import find_samples
+from deepfake.datasets import find_samples
 from deepfake.evaluate import evaluate, score, select_samples
 from deepfake.evaluate import main as evaluate_main
 from deepfake.metrics import binary_metrics
@@ -130,7 +130,7 @@ def test_split_of_a_plain_folder_is_the_one_training_used(trained_run):
     run, data = trained_run
     with open(run / "split.csv") as fh:
         trained = sorted(r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
-    samples, layout = select_samples(data, "test")
+    samples, layout, _ = select_samples(data, "test")
     assert layout == "folders" and sorted(s.path for s in samples) == trained and len(trained) == 4
 
 

@@ -12,7 +12,8 @@ from conftest import export_cfg, make_image
 from torch import nn
 
 from deepfake import export as export_mod
-from deepfake.data import ImageDataset, Sample
+from deepfake.data import ImageDataset
+from deepfake.datasets import Sample
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.predictor import Predictor
@@ -43,7 +44,7 @@ def test_predictor_matches_training_preprocessing_and_pytorch(exported):
     checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
     predictor = Predictor(out)
     for path, label in [(next((data / "Fake").iterdir()), 1), (next((data / "Real").iterdir()), 0)]:
-        x, _ = ImageDataset([Sample(str(path), label)], checkpoint.preprocess)[0]
+        x, *_ = ImageDataset([Sample(str(path), label)], checkpoint.preprocess)[0]
         with torch.no_grad():
             p_torch = torch.sigmoid(checkpoint.net(x[None])).item()
         assert abs(predictor.predict(path).p_fake - p_torch) <= 1e-4

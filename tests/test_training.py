@@ -147,6 +147,6 @@ def test_mixup_blends_images_and_labels_alike(monkeypatch):
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0.0, 0.0, 1.0, 1.0])
     seen_inputs = []
     module.net.register_forward_pre_hook(lambda mod, args: seen_inputs.append(args[0]))
-    module.training_step((x, y), 0)
+    module.training_step((x, y, torch.zeros(4, dtype=torch.long)), 0)
     assert torch.allclose(seen["target"], torch.tensor([0.75, 0.75, 0.25, 0.25]))
     assert torch.allclose(seen_inputs[0], 0.25 * x + 0.75 * x.flip(0))
