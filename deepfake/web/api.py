@@ -22,7 +22,8 @@ def predict():
         "frames": frames_option(request.args.get("frames"), MAX_FRAMES),
     }
     with spool_dir() as spool:
-        results = service.predict(uploads_from(request.files, Path(spool)), **options)
+        uploads = uploads_from(request.files, Path(spool), max_image_bytes=service.max_image_bytes)
+        results = service.predict(uploads, **options)
     return {"request_id": g.request_id, "model": service.model_name, "results": [r.to_json() for r in results]}
 
 

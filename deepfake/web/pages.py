@@ -45,7 +45,7 @@ def upload():
         explain = request.form.get("explain") or next(iter(service.explain_methods()), "occlusion")
     faces = faces_option(request.form.get("faces"))
     with spool_dir() as spool:
-        uploads = uploads_from(request.files, Path(spool), FORM_FIELDS)
+        uploads = uploads_from(request.files, Path(spool), FORM_FIELDS, service.max_image_bytes)
         results = service.predict(uploads, explain=explain, preview=True, faces=faces)
     threshold = service.predictor.threshold
     return render_page(results=[shown(r, explain, threshold) for r in results])

@@ -250,8 +250,7 @@ class Service:
             return  # recognised by content when it was received
         if self.max_image_bytes and len(upload.data) > self.max_image_bytes:
             raise TooLarge(
-                f"{name}: a file of {len(upload.data) / MB:.1f} MB that is not a video is over the limit of "
-                f"{self.max_image_bytes / MB:g} MB for images",
+                f"{name}: a file that is not a video is over the limit of {self.max_image_bytes / MB:g} MB for images",
                 code="too_large",
             )
         upload.format = image_format(upload.data)
@@ -342,11 +341,15 @@ def current_service() -> Service:
     return current_app.extensions["deepfake"]
 
 
-def uploads_from(files, spool: Path, fields: tuple[str, ...] = ("file",)) -> list[Upload]:
+def uploads_from(
+    files, spool: Path, fields: tuple[str, ...] = ("file",), max_image_bytes: int | None = None
+) -> list[Upload]:
     """The uploads in a request's ``files`` multidict, every file of every named field, in order.
 
-    Images are read into memory (at most the image limit each); a video, recognised by its first bytes, is
-    copied to a file in ``spool`` instead, because OpenCV decodes from files and a video may be 100 MB.
+    Images are read into memory, at most ``max_image_bytes`` + 1 each: the rest of a larger one is skipped,
+    and the service refuses it as too large, so a 100 MB non-video costs no more memory than the limit. A
+    video, recognised by its first bytes, is copied to a file in ``spool`` instead, because OpenCV decodes
+    from files and a video may be 100 MB.
     """
     uploads = []
     for name in fields:
@@ -354,7 +357,13 @@ def uploads_from(files, spool: Path, fields: tuple[str, ...] = ("file",)) -> lis
             head = f.stream.read(HEADER_BYTES)
             fmt = video_format(head)
             if fmt is None:
-                uploads.append(Upload(f.filename or "", head + f.stream.read()))
+                if max_image_bytes is None:
+                    data = head + f.stream.read()
+                else:
+                    data = head + f.stream.read(max(0, max_image_bytes + 1 - len(head)))
+                    while f.stream.read(1 << 20):  # the part of a file over the limit: skipped, never kept
+                        pass
+                uploads.append(Upload(f.filename or "", data))
                 continue
             path = spool / f"{uuid.uuid4().hex}{VIDEO_SUFFIXES[fmt]}"
             with open(path, "wb") as out:
