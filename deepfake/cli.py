@@ -2,7 +2,7 @@
 
     train.py, export.py        hydra_command(): Hydra's own errors (an unknown key or option, a missing
                                value) are caught before Hydra starts, so they read like ours
-    infer.py, evaluate.py, compare.py and the deepfake-* commands   run_command() around their work
+    infer.py, evaluate.py, compare.py, report.py and the deepfake-* commands   run_command() around their work
 
 A command that needs the ``train`` extra in a base install (torch, Lightning, Hydra, ...) says which
 package is missing and the pip command that brings it. This module imports only the standard library
@@ -107,6 +107,11 @@ def evaluate() -> int:
 def compare() -> int:
     """deepfake-compare and compare.py."""
     return run_command(lambda: importlib.import_module("deepfake.compare").main())
+
+
+def report() -> int:
+    """deepfake-report and report.py."""
+    return run_command(lambda: importlib.import_module("deepfake.report").main())
 
 
 # ---------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import pytest
 # From the top (commands and apps) to the bottom (what everything uses). A module may import any module of a
 # lower layer; modules of one layer are independent of each other.
 LAYERS = [
-    {"deepfake.web", "deepfake.infer", "deepfake.compare", "deepfake.faces.__main__"},
+    {"deepfake.web", "deepfake.infer", "deepfake.compare", "deepfake.report", "deepfake.faces.__main__"},
     {"deepfake.evaluate"},
     {"deepfake.explain", "deepfake.export"},
     {"deepfake.training"},
-    {"deepfake.data", "deepfake.models", "deepfake.robustness", "deepfake.curves"},
-    {"deepfake.metrics", "deepfake.predictor", "deepfake.cli", "deepfake.faces.dataset"},
+    {"deepfake.data", "deepfake.models", "deepfake.robustness", "deepfake.curves", "deepfake.cross"},
+    {"deepfake.metrics", "deepfake.predictor", "deepfake.cli", "deepfake.datasets", "deepfake.faces.dataset"},
     {"deepfake.preprocess", "deepfake.timing", "deepfake.video"},
     {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.images"},
     {"deepfake.errors"},

@@ -118,7 +118,7 @@ def test_console_scripts_run_from_the_wheel(installed, tmp_path):
     line = json.loads(infer.stdout)
     assert line["file"] == str(image) and line["label"] in ("real", "fake")
     assert line["p_fake"] == pytest.approx(Predictor().predict(image).p_fake, abs=1e-6)
-    for script in ("deepfake-evaluate", "deepfake-compare", "deepfake-serve"):
+    for script in ("deepfake-evaluate", "deepfake-compare", "deepfake-report", "deepfake-serve"):
         shown = run_installed(installed, tmp_path, str(installed / "bin" / script), "--help")
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {script}"), shown.stderr
 
