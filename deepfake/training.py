@@ -113,12 +113,7 @@ class DeepfakeLitModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        settings = {f.name for f in dataclasses.fields(ModelConfig)}
-        if unknown := sorted(set(model) - settings):
-            raise ConfigError(
-                f"model.{unknown[0]} is not a model setting ({', '.join(sorted(settings))}); "
-                f"an option of the network goes under model.net: model.net.{unknown[0]}"
-            )
+        check_model_settings(model)
         self.net = create_model(
             **model["net"],
             image_size=image_size,
@@ -202,6 +197,16 @@ class DeepfakeLitModule(L.LightningModule):
         checkpoint["faces"] = self.faces.to_dict() if self.faces else None
 
 
+def check_model_settings(model: Mapping) -> None:
+    """A key of ``model`` that is not a model setting is most often a network option put one level too high."""
+    settings = {f.name for f in dataclasses.fields(ModelConfig)}
+    if unknown := sorted(set(model) - settings):
+        raise ConfigError(
+            f"model.{unknown[0]} is not a model setting ({', '.join(sorted(settings))}); "
+            f"an option of the network goes under model.net: model.net.{unknown[0]}"
+        )
+
+
 def _call_node(model: Mapping, key: str, **arguments):
     """Instantiate ``model.<key>`` (a ``_target_`` node with ``_partial_: true``) and call it with ``arguments``."""
     node = model[key]
@@ -273,6 +278,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    check_model_settings(model_cfg)  # named before the data is read: the cheaper mistake to report first
     faces = face_stage(cfg.data.faces, OmegaConf.to_container(cfg.data.face, resolve=True))
     root = cfg.data.root
     root = OmegaConf.to_container(root, resolve=True) if OmegaConf.is_config(root) else root

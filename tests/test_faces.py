@@ -248,7 +248,7 @@ def test_a_face_run_lists_images_without_a_face_and_the_rate_per_class(face_run)
     assert saved["faces"]["per_class"] == {"real": {"found": 12, "none": 1}, "fake": {"found": 12, "none": 0}}
     assert saved["faces"]["no_face"] == "drop" and saved["faces"]["stage"] == FaceStage().to_dict()
     rows = (run / "split.csv").read_text().splitlines()
-    assert rows[0] == "path,label,split,crop" and not any("zz_blank" in row for row in rows)
+    assert rows[0] == "path,label,split,crop,dataset,group" and not any("zz_blank" in row for row in rows)
 
 
 def test_training_and_the_predictor_feed_the_model_the_same_pixels(face_run, tmp_path):
@@ -279,7 +279,7 @@ def test_training_and_the_predictor_feed_the_model_the_same_pixels(face_run, tmp
         no_face="drop",
     )
     datamodule.setup()
-    for sample, (x, _) in zip(datamodule.datasets["test"].samples, datamodule.datasets["test"], strict=True):
+    for sample, (x, *_) in zip(datamodule.datasets["test"].samples, datamodule.datasets["test"], strict=True):
         found, inputs = predictor.inputs(sample.path)
         assert len(found) == 1
         assert np.array_equal(x.numpy(), inputs[0])  # the training tensor is the predictor's input, exactly
@@ -432,7 +432,7 @@ def test_the_bundled_model_scores_framed_test_faces_as_it_scores_the_test_split(
     from deepfake.predictor import Predictor
     from deepfake.robustness import PERTURBATIONS
 
-    samples, _ = select_samples(FACES_MINI, "test")
+    samples, *_ = select_samples(FACES_MINI, "test")
     scores = score(Predictor(), samples, {"framed_2x": PERTURBATIONS["framed_2x"]}, progress=False)
     clean = binary_metrics(scores.p_fake["clean"], scores.labels, 0.5)["auroc"]
     in_frame = binary_metrics(scores.p_fake["framed_2x"], scores.labels, 0.5)["auroc"]
