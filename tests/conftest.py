@@ -111,6 +111,22 @@ def make_net(name: str, *overrides: str, image_size: int = 32):
     return create_model(**model_cfg(name, *overrides)["net"], image_size=image_size)
 
 
+# A tiny hfnet on CPU that learns the generated images of make_image in a few epochs, in seconds.
+TINY_HFNET = (
+    "trainer=cpu",
+    "model=hfnet",
+    "model.net.stem_stride=2",
+    "model.net.widths=[8,16]",
+    "model.net.depth=1",
+    "model.lr=1e-2",
+    "callbacks.early_stopping=null",
+    "data.num_workers=0",
+    "data.batch_size=8",
+    "data.image_size=32",
+    "callbacks.progress_bar=null",
+)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A small hfnet trained on generated images (smooth real, noisy fake) until it tells them apart."""
@@ -120,18 +136,8 @@ def trained_run(tmp_path_factory):
     cfg = compose_train(
         f"run_dir={run}",
         f"data.root={data}",
-        "trainer=cpu",
-        "model=hfnet",
-        "model.net.stem_stride=2",
-        "model.net.widths=[8,16]",
-        "model.net.depth=1",
-        "model.lr=1e-2",
+        *TINY_HFNET,
         "trainer.max_epochs=8",
-        "callbacks.early_stopping=null",
-        "data.num_workers=0",
-        "data.batch_size=8",
-        "data.image_size=32",
-        "callbacks.progress_bar=null",
     )
     from deepfake.training import train
 

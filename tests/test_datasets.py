@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_train, make_class_folders, make_image
+from conftest import ROOT, TINY_HFNET, compose_train, make_class_folders, make_image
 
 from deepfake.data import DeepfakeDataModule
 from deepfake.datasets import dataset_specs, find_manifest, find_samples, read_split, split_digest
@@ -171,18 +171,8 @@ def two_dataset_run(tmp_path_factory):
         "data.manifest=metadata.csv",
         "data.group_by=source_video",
         "data.balance=dataset",
-        "trainer=cpu",
-        "model=hfnet",
-        "model.net.stem_stride=2",
-        "model.net.widths=[8,16]",
-        "model.net.depth=1",
-        "model.lr=1e-2",
+        *TINY_HFNET,
         "trainer.max_epochs=4",
-        "callbacks.early_stopping=null",
-        "data.num_workers=0",
-        "data.batch_size=8",
-        "data.image_size=32",
-        "callbacks.progress_bar=null",
     )
     from deepfake.training import train
 
