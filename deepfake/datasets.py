@@ -107,7 +107,7 @@ def dataset_specs(
     entries = list(root) if isinstance(root, Sequence) and not isinstance(root, str) else [root]
     if not entries:
         raise ConfigError("data.root is an empty list: name at least one dataset")
-    specs, names = [], Counter()
+    specs = []
     for entry in entries:
         if isinstance(entry, Mapping):
             if unknown := set(entry) - _SPEC_KEYS:
@@ -127,25 +127,32 @@ def dataset_specs(
             shared_manifest = None  # this root is read by its folders
         spec_manifest = own.get("manifest", shared_manifest)
         spec_group = own.get("group_by", group_by if (spec_manifest or path.is_file()) else None)
-        name = str(own.get("name") or dataset_name(path))
-        names[name] += 1
-        if names[name] > 1:
-            name = f"{name}_{names[name]}"
         specs.append(
             DatasetSpec(
                 str(path),
-                name,
+                str(own.get("name") or dataset_name(path)),
                 spec_manifest or None,
                 spec_group or None,
                 float(own.get("val_fraction", val_fraction)),
                 float(own.get("test_fraction", test_fraction)),
             )
         )
+    specs = [replace(spec, name=name) for spec, name in zip(specs, unique_names([s.name for s in specs]), strict=True)]
     if manifest and not any(s.manifest for s in specs):
         raise DataError(f"data.manifest={manifest}: no such file in {' or '.join(s.root for s in specs)}")
     if group_by and not any(s.group_by for s in specs):
         raise ConfigError(f"data.group_by={group_by} needs a manifest (data.manifest=...) with a {group_by} column")
     return specs
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with a repeat numbered from its second occurrence: two "faces" read "faces", "faces_2"."""
+    seen: Counter[str] = Counter()
+    out = []
+    for name in names:
+        seen[name] += 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
 
 
 def find_manifest(root: str | Path) -> str | None:
@@ -237,8 +244,9 @@ def list_samples(root: str | Path, *, manifest: str | None = None, name: str | N
 
 
 def read_split(path: str | Path) -> list[Sample]:
-    """The samples of a run's ``split.csv``, as training wrote them."""
-    return list_samples(path)[0]
+    """The samples of a run's ``split.csv``, as training wrote them. A split.csv without a ``dataset`` column
+    (runs before several datasets) leaves ``dataset`` empty rather than naming rows after the run folder."""
+    return _list(path, None, None, "")[0]
 
 
 def split_digest(samples: Sequence[Sample], root: str | Path, split: str = "test") -> str:
@@ -262,7 +270,7 @@ def _list(root, manifest, group_by, name) -> tuple[list[Sample], str, dict[str, 
     root = Path(root).expanduser().resolve()
     if not root.exists():
         raise DataError(f"data.root={root}: no such file or directory")
-    name = name or dataset_name(root)
+    name = dataset_name(root) if name is None else name
     if manifest or root.is_file():
         path = _manifest_path(root, manifest) if manifest else root
         if not path.is_file():

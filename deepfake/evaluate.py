@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,16 @@ from deepfake import robustness as rb
 from deepfake.cli import add_scoring_options, run_command
 from deepfake.cross import format_table as format_cross_table
 from deepfake.cross import plot_heatmap, write_table
-from deepfake.datasets import SPLITS, Sample, dataset_name, find_manifest, find_samples, read_split, split_digest
+from deepfake.datasets import (
+    SPLITS,
+    Sample,
+    dataset_name,
+    find_manifest,
+    find_samples,
+    read_split,
+    split_digest,
+    unique_names,
+)
 from deepfake.errors import DataError, ImageError, ModelError
 from deepfake.images import read_image
 from deepfake.metrics import binary_metrics, roc_curve
@@ -84,11 +94,9 @@ class TrainingSplit:
     seed: int = 42
 
     @classmethod
-    def of(cls, model: str, path: Path, predictor: Predictor) -> TrainingSplit:
-        split_csv = None
-        if path.is_dir() or path.suffix == ".ckpt":
-            run = path if path.is_dir() else path.parent.parent
-            split_csv = run / "split.csv" if (run / "split.csv").is_file() else None
+    def of(cls, model: str, run: Path | None, predictor: Predictor) -> TrainingSplit:
+        """``run``: the training run the model was given as (a run directory or checkpoint), if any."""
+        split_csv = run / "split.csv" if run and (run / "split.csv").is_file() else None
         try:
             data = json.loads(predictor.metadata.get("data") or "{}")
         except json.JSONDecodeError:
@@ -100,19 +108,28 @@ class TrainingSplit:
         seed = int(data.get("seed", 42)) if isinstance(data, dict) else 42
         return cls(model, split_csv, datasets, seed)
 
-    def samples(self, root: Path, name: str, split: str) -> tuple[list[Sample], str] | None:
-        """The ``split`` of the dataset at ``root`` as this model was trained with it; None when it was not."""
-        if self.split_csv is not None:
-            mine = [s for s in read_split(self.split_csv) if s.dataset == name or _under(s.path, root)]
-            if mine:
-                return [s for s in mine if s.split == split], f"{self.split_csv} ({self.model}'s training split)"
+    @functools.cached_property
+    def split_rows(self) -> list[Sample]:
+        """The run's split.csv, read once however many datasets ask."""
+        return read_split(self.split_csv) if self.split_csv else []
+
+    def samples(self, root: Path, name: str, split: str) -> tuple[list[Sample], str, str] | None:
+        """The ``split`` of the dataset at ``root`` as this model was trained with it, the layout it was read as,
+        and where it came from; None when the model was not trained on it."""
+        mine = [s for s in self.split_rows if s.dataset == name or Path(s.path).is_relative_to(root)]
+        if mine:
+            return (
+                [s for s in mine if s.split == split],
+                "split.csv",
+                f"{self.split_csv} ({self.model}'s training split)",
+            )
         for spec in self.datasets:
             if Path(spec["root"]).expanduser().resolve() == root or spec.get("name") == name:
                 return self._split_again(root, name, split, spec)
         return None
 
-    def _split_again(self, root: Path, name: str, split: str, spec: dict) -> tuple[list[Sample], str]:
-        samples, _ = find_samples(
+    def _split_again(self, root: Path, name: str, split: str, spec: dict) -> tuple[list[Sample], str, str]:
+        samples, layout = find_samples(
             root,
             manifest=spec.get("manifest"),
             group_by=spec.get("group_by"),
@@ -131,11 +148,7 @@ class TrainingSplit:
                 self.model,
             )
             how += ", NOT the same files"
-        return [s for s in samples if s.split == split], how
-
-
-def _under(path: str, root: Path) -> bool:
-    return Path(path).is_relative_to(root)
+        return [s for s in samples if s.split == split], layout, how
 
 
 def select_samples(
@@ -159,20 +172,19 @@ def select_samples(
         raise DataError(f"--data {root}: no such file or directory")
     path = path.resolve()
     name = dataset_name(path)
-    manifest = manifest or find_manifest(path)
-    samples, how = None, "all images"
-    if split:
-        for model in trained:
-            if (found := model.samples(path, name, split)) is not None:
-                samples, how = found
-                break
-    if samples is None:
+    found = None
+    for model in trained if split else ():
+        if (found := model.samples(path, name, split)) is not None:
+            break
+    if found is not None:
+        samples, layout, how = found
+    else:
+        manifest = manifest or find_manifest(path)
         samples, layout = find_samples(path, seed=seed, manifest=manifest, group_by=group_by, name=name)
+        how = "all images"
         if split:
             samples = [s for s in samples if s.split == split]
             how = f"the dataset's own {split} split" + (f" by {group_by}" if group_by else "")
-    else:
-        layout = "split.csv" if "split.csv" in how else "manifest" if manifest else "folders"
     if not samples:
         raise DataError(f"--data {root}: no images" + (f" in the {split} split" if split else ""))
     return samples, layout, how
@@ -406,27 +418,16 @@ def evaluate(
 def open_model_and_split(
     model: str | Path | None, workdir: Path, threshold: float | None
 ) -> tuple[Predictor, TrainingSplit]:
+    """A Predictor for ``model``, and where its training split is. Its name in tables is its run directory's
+    (a run or checkpoint) or its file's stem."""
     path = Path(model) if model else default_model_path()
     predictor = open_model(path, workdir, threshold)
-    return predictor, TrainingSplit.of(display_name(path), path, predictor)
+    run = None
+    if path.is_dir() or path.suffix == ".ckpt":
+        from deepfake.training import run_of  # Lightning and Hydra: only for checkpoints
 
-
-def display_name(path: Path) -> str:
-    """A model's name in tables: its file's stem, or its run directory's name."""
-    if path.is_dir():
-        return path.name
-    if path.suffix == ".ckpt" and path.parent.name == "checkpoints":
-        return path.parent.parent.name
-    return path.stem
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return out
+        run = run_of(path)
+    return predictor, TrainingSplit.of(run.name if run else path.stem, run, predictor)
 
 
 def cross_evaluate(
@@ -452,8 +453,8 @@ def cross_evaluate(
     out = Path(out)
     with tempfile.TemporaryDirectory() as workdir:
         opened = [open_model_and_split(m, Path(workdir) / str(i), threshold) for i, m in enumerate(models)]
-        model_names = _unique([trained.model for _, trained in opened])
-        data_names = _unique([dataset_name(d) for d in datas])
+        model_names = unique_names([trained.model for _, trained in opened])
+        data_names = unique_names([dataset_name(d) for d in datas])
         cells: dict[tuple[str, str], dict] = {}
         splits: dict[str, dict] = {}
         for data, data_name in zip(datas, data_names, strict=True):

@@ -429,8 +429,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         net.load_state_dict(weights)
     except RuntimeError as exc:
         raise ModelError(f"ckpt={path}: weights do not fit model {net_cfg['arch']}: {exc}") from exc
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Checkpoint(net.eval(), preprocess, model_cfg, path, run_dir, faces)
+    return Checkpoint(net.eval(), preprocess, model_cfg, path, run_of(path), faces)
+
+
+def run_of(path: str | os.PathLike) -> Path | None:
+    """The training run of a run directory (itself) or of a checkpoint in a run's ``checkpoints/`` folder; None
+    for a checkpoint anywhere else."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def net_config(model_cfg: Mapping) -> dict:

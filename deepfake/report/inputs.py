@@ -3,7 +3,6 @@ run's split.csv applied to them, and their label, split and dataset as numpy cod
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake.datasets import SPLITS, Sample, dataset_specs, list_samples, read_split
+from deepfake.datasets import SPLITS, Sample, dataset_name, dataset_specs, list_samples, read_split
 from deepfake.errors import DataError
 
 UNLISTED = "unlisted"  # the split of a file under a ROOT that --split-csv does not list
@@ -54,10 +53,8 @@ def apply_split_csv(samples: list[Sample], split_csv: str | Path, have_roots: bo
     if not path.is_file():
         raise DataError(f"--split-csv {split_csv}: no such file")
     listed = read_split(path)
-    if not have_roots:
-        return listed, 0
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        columns = {c.strip().lower() for c in next(csv.reader(fh), [])}
+    if not have_roots:  # a split.csv without a dataset column: its rows are named after the run folder
+        return [replace(s, dataset=s.dataset or dataset_name(path)) for s in listed], 0
     by_path = {s.path: s for s in listed}
     by_real: dict[str, Sample] | None = None
     matched: set[str] = set()
@@ -72,9 +69,9 @@ def apply_split_csv(samples: list[Sample], split_csv: str | Path, have_roots: bo
             out.append(replace(sample, split=UNLISTED))
             continue
         matched.add(entry.path)
-        # Without a dataset column read_split names every row after the run folder: keep the root's name.
-        dataset = entry.dataset if "dataset" in columns and entry.dataset else sample.dataset
-        out.append(replace(sample, split=entry.split, dataset=dataset, group=entry.group or sample.group))
+        out.append(
+            replace(sample, split=entry.split, dataset=entry.dataset or sample.dataset, group=entry.group or sample.group)
+        )
     return out, len(by_path) - len(matched)
 
 
