@@ -1,4 +1,4 @@
-"""Evaluate a detector on a labelled dataset: metrics, ROC curve, confusion matrix, robustness.
+"""Evaluate a detector on a labelled dataset: metrics, ROC curve, confusion matrix, calibration, robustness.
 
     python evaluate.py --model models/default.onnx --data ../shared/datasets/faces-mini --split test --out eval/
 
@@ -42,7 +42,7 @@ from deepfake.datasets import (
 )
 from deepfake.errors import DataError, ImageError, ModelError
 from deepfake.images import read_image
-from deepfake.metrics import binary_metrics, roc_curve
+from deepfake.metrics import ECE_BINS, binary_metrics, reliability_bins, roc_curve
 from deepfake.predictor import Predictor, default_model_path
 from deepfake.preprocess import LABELS
 from deepfake.robustness import Perturbation
@@ -275,6 +275,7 @@ def format_table(metrics: dict) -> str:
         ("average precision", metrics["average_precision"]),
         ("EER", metrics["eer"]),
         ("EER threshold", metrics["eer_threshold"]),
+        ("ECE", metrics.get("ece")),
     ]
     lines = [f"{'metric':<20}{'value':>8}", *(f"{name:<20}{_fmt(v):>8}" for name, v in rows)]
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
@@ -345,6 +346,49 @@ def plot_confusion(metrics: dict, title: str, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def plot_calibration(p_fake, labels, metrics: dict, title: str, temperature: float | None, out: Path) -> None:
+    """The reliability diagram: per bin of p_fake, the share of images that are fake against the mean p_fake
+    (on the diagonal when p_fake means what it says), and below it how many images fell in each bin."""
+    from matplotlib.figure import Figure
+
+    table = reliability_bins(p_fake, labels, ECE_BINS, by="p_fake")
+    edges, count = table["edges"], table["count"]
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    used = count > 0
+    fig = Figure(figsize=(5.5, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    top.bar(
+        centres[used], table["observed"][used], width[used], color="C0", alpha=0.6, edgecolor="C0", label="share fake"
+    )
+    top.plot(table["predicted"][used], table["observed"][used], "o", color="C3", ms=5, label="at the bin's mean p_fake")
+    top.set_ylabel("share of images that are fake")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.01)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    y = np.asarray(labels)
+    p = np.asarray(p_fake, np.float64)
+    for label, name, colour in ((0, "real", "C2"), (1, "fake", "C3")):
+        bottom.hist(p[y == label], bins=edges, histtype="step", lw=1.5, color=colour, label=name)
+    bottom.set_xlabel("p_fake (bins of equal width)")
+    bottom.set_ylabel("images")
+    bottom.legend(fontsize="small")
+    bottom.grid(alpha=0.3)
+    ece = metrics.get("ece")
+    scaled = "no temperature in the file (T = 1)" if temperature is None else f"temperature {temperature:g}"
+    top.set_title(
+        f"{title}\nECE {'n/a' if ece is None else f'{ece:.3f}'} ({ECE_BINS} bins of confidence), {scaled}",
+        fontsize="medium",
+    )
+    fig.savefig(out, dpi=110)
+
+
+def file_temperature(predictor: Predictor) -> float | None:
+    """The temperature a model file states it applies (export.py's calibration); None for files without one."""
+    return predictor.temperature if "temperature" in predictor.metadata else None
+
+
 def report_skipped(skipped: list[tuple[str, str]]) -> None:
     if not skipped:
         return
@@ -390,6 +434,7 @@ def evaluate(
         "split": split,
         "split_from": how,
         **binary_metrics(clean, scores.labels, predictor.threshold),
+        "temperature": file_temperature(predictor),
         "skipped": len(scores.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in scores.skipped],
     }
@@ -398,7 +443,10 @@ def evaluate(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_roc(clean, scores.labels, metrics, f"ROC: {title}", out / "roc.png")
     plot_confusion(metrics, f"Confusion matrix: {title}", out / "confusion_matrix.png")
-    print(f"model  {metrics['model']} ({predictor.model_name}, threshold {predictor.threshold:g})")
+    temperature = metrics["temperature"]
+    plot_calibration(clean, scores.labels, metrics, f"Calibration: {title}", temperature, out / "calibration.png")
+    calibrated = "" if temperature is None else f", temperature {temperature:g}"
+    print(f"model  {metrics['model']} ({predictor.model_name}, threshold {predictor.threshold:g}{calibrated})")
     print(
         f"data   {data} ({layout} layout, {how}): {metrics['n_images']} images "
         f"({metrics['n_real']} real, {metrics['n_fake']} fake), {metrics['skipped']} skipped\n"
@@ -409,7 +457,7 @@ def evaluate(
         rb.write_robustness(rows, out, title)
         print("\nrobustness (perturbation applied to the decoded image before the model's preprocessing)")
         print(rb.format_markdown(rows))
-    written = ["metrics.json", "roc.png", "confusion_matrix.png"]
+    written = ["metrics.json", "roc.png", "confusion_matrix.png", "calibration.png"]
     written += ["robustness.json", "robustness.md", "robustness.png"] if robustness else []
     print(f"\nwrote {', '.join(written)} to {out}")
     return metrics
@@ -498,9 +546,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
             "Evaluate a real/fake detector on a labelled dataset: accuracy, precision, recall, F1, ROC AUC,\n"
-            "average precision, EER, confusion matrix and per-class report; with --robustness, the same under\n"
-            "JPEG, blur, downscaling and noise. Prints the tables and writes metrics.json, roc.png and\n"
-            "confusion_matrix.png (and robustness.json, robustness.md, robustness.png) into --out.\n\n"
+            "average precision, EER, expected calibration error (ECE), confusion matrix and per-class report;\n"
+            "with --robustness, the same under JPEG, blur, downscaling and noise. Prints the tables and writes\n"
+            "metrics.json, roc.png, confusion_matrix.png and calibration.png (the reliability diagram), and with\n"
+            "--robustness robustness.json, robustness.md and robustness.png, into --out.\n\n"
             "With several --model or --data: every model on every dataset, the way DeepfakeBench reports\n"
             "detectors. Writes cross_dataset.csv (rows: models; columns: each dataset's ROC AUC, then its\n"
             "accuracy and EER), cross_dataset.png (the AUROC heatmap) and cross_dataset.json (every figure)."

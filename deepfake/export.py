@@ -9,6 +9,12 @@ and the preprocessing contract in ``metadata_props``, checks it with ``onnx.chec
 onnxruntime with PyTorch on real and random inputs: the file is only kept when max |delta p_fake|
 is within tolerance. Optional fp16 and int8 variants report their accuracy and AUROC drop on an
 evaluation set. Its options are :class:`ExportOptions`, which Hydra also reads for export.py.
+
+Calibration: by default a temperature T is fitted on the run's validation split (temperature scaling:
+one parameter, the ranking and so AUROC unchanged) and built into the graph, whose ``p_fake`` output is
+sigmoid(logit / T) while ``logit`` stays the network's own; T and the calibration error before and
+after are in the metadata. ``threshold=fpr:0.05`` picks the decision threshold on the same split's
+calibrated p_fake for a stated false positive rate.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -35,7 +42,7 @@ from deepfake.datasets import SPLITS, find_samples
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.faces import FaceStage, main_face
 from deepfake.images import read_image
-from deepfake.metrics import scores
+from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, scores, threshold_at_fpr
 from deepfake.models import returns_attention
 from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
 from deepfake.preprocess import (
@@ -51,7 +58,10 @@ from deepfake.training import Checkpoint, load_checkpoint
 
 MIN_OPSET = 17
 PARITY_IMAGES = 32
-CALIBRATION_IMAGES = 64
+CALIBRATION_IMAGES = 64  # int8 calibration (quantisation ranges), not probability calibration
+# Fewer validation images than this give a temperature (and an ECE) that is mostly noise: T = 1 instead.
+MIN_TEMPERATURE_IMAGES = 20
+FPR_RULE = "fpr:"
 T = TypeVar("T")
 
 
@@ -65,8 +75,9 @@ class ExportOptions:
     # Where the ONNX file goes; fp16/int8 variants land beside it as <name>.fp16.onnx, <name>.int8.onnx.
     out: str = "model.onnx"
     opset: int = 18
-    # Stored in the file: p_fake >= threshold reads as "fake".
-    threshold: float = DEFAULT_THRESHOLD
+    # Stored in the file: p_fake >= threshold reads as "fake". A number, or fpr:<rate> (fpr:0.05): the lowest
+    # threshold at which at most that share of the run's validation reals is called fake (on calibrated p_fake).
+    threshold: Any = DEFAULT_THRESHOLD
     # The export fails (and writes nothing) when onnxruntime and PyTorch differ by more than this in p_fake.
     tolerance: float = 1.0e-4
     fp16: bool = False
@@ -78,19 +89,54 @@ class ExportOptions:
     eval_split: str | None = None
     # Cap on evaluation images (an even sample), to keep big folders quick; null for all.
     max_eval_images: int | None = 2000
+    # Temperature scaling: fit T on the run's validation split (at most max_eval_images of it) and build it into
+    # the graph, so p_fake = sigmoid(logit / T) means what it says. Without a validation split: T = 1, and a notice.
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.ckpt in (None, "", MISSING):
             raise ConfigError("ckpt=<a .ckpt written by train.py, or its run directory> is required")
         if int(self.opset) < MIN_OPSET:
             raise ConfigError(f"opset={self.opset}: ONNX opset {MIN_OPSET} or later is required")
-        self.threshold = check_threshold(self.threshold)
+        self.threshold = parse_threshold(self.threshold)
         if not float(self.tolerance) > 0:
             raise ConfigError(f"tolerance={self.tolerance} must be positive")
         if self.eval_split not in (None, *SPLITS):
             raise ConfigError(f"eval_split={self.eval_split} is not one of {', '.join(SPLITS)}")
         if self.max_eval_images is not None and int(self.max_eval_images) < 1:
             raise ConfigError(f"max_eval_images={self.max_eval_images} must be at least 1, or null for all")
+
+
+def parse_threshold(value) -> float | str:
+    """``threshold=`` as given: a float strictly between 0 and 1, or the rule ``fpr:<rate>`` (returned as
+    ``"fpr:<rate>"``, rate strictly between 0 and 1). Anything else is a ConfigError naming the value."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower().startswith(FPR_RULE):
+            rate = _number(text[len(FPR_RULE) :])
+            if not 0.0 < rate < 1.0:
+                raise ConfigError(
+                    f"threshold={value}: the false positive rate of fpr:<rate> must be a number strictly between "
+                    "0 and 1, as in threshold=fpr:0.05"
+                )
+            return f"{FPR_RULE}{rate:g}"
+        if math.isnan(_number(text)):
+            raise ConfigError(
+                f"threshold={value} is neither a number strictly between 0 and 1 nor fpr:<rate> (threshold=fpr:0.05)"
+            )
+    return check_threshold(value)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def fpr_rate(threshold: float | str) -> float | None:
+    """The false positive rate of a ``fpr:<rate>`` threshold (see :func:`parse_threshold`); None for a number."""
+    return float(threshold[len(FPR_RULE) :]) if isinstance(threshold, str) else None
 
 
 def store_config() -> None:
@@ -116,30 +162,54 @@ def evenly(items: Sequence[T], n: int | None) -> list[T]:
 
 
 class WithProbability(nn.Module):
-    """Adds p_fake = sigmoid(logit) to the graph, so apps need no post-processing; and the attention mask, if any."""
+    """Adds p_fake = sigmoid(logit / temperature) to the graph, so apps need no post-processing; and the attention
+    mask, if any. The logit output is the network's own, unscaled: the file's ``temperature`` relates the two."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, temperature: float = 1.0):
         super().__init__()
         self.net = net
         self.attention = returns_attention(net)
+        self.temperature = float(temperature)
+
+    def probability(self, logit):
+        # T = 1 adds no node, so an uncalibrated export is the same graph as before calibration existed.
+        return torch.sigmoid(logit if self.temperature == 1.0 else logit / self.temperature)
 
     def forward(self, image):
         if self.attention:
             logit, mask = self.net(image, return_mask=True)
-            return torch.sigmoid(logit), logit, mask
+            return self.probability(logit), logit, mask
         logit = self.net(image)
-        return torch.sigmoid(logit), logit
+        return self.probability(logit), logit
 
 
-def write_onnx(net: nn.Module, preprocess: Preprocess, out: Path, metadata: dict[str, str], opset: int) -> None:
-    """Export with a dynamic batch axis, attach metadata, and run onnx.checker."""
+class Scaled(nn.Module):
+    """The network's logit divided by ``temperature``: PyTorch's side of the parity check of a calibrated file."""
+
+    def __init__(self, net: nn.Module, temperature: float):
+        super().__init__()
+        self.net, self.temperature = net, float(temperature)
+
+    def forward(self, image):
+        return self.net(image) / self.temperature
+
+
+def write_onnx(
+    net: nn.Module,
+    preprocess: Preprocess,
+    out: Path,
+    metadata: dict[str, str],
+    opset: int,
+    temperature: float = 1.0,
+) -> None:
+    """Export with a dynamic batch axis (p_fake = sigmoid(logit / temperature)), attach metadata, run onnx.checker."""
     if opset < MIN_OPSET:
         raise ConfigError(f"opset={opset}: ONNX opset {MIN_OPSET} or later is required")
     for name in ("onnxscript", "onnx_ir"):  # their INFO lines narrate graph passes, not results
         logging.getLogger(name).setLevel(logging.WARNING)
     size = preprocess.image_size
     example = torch.rand(2, 3, size, size)
-    wrapped = WithProbability(net).eval()
+    wrapped = WithProbability(net, temperature).eval()
     outputs = [OUTPUT_NAME, LOGIT_NAME]
     if wrapped.attention:
         # A third output, so explanations of an ONNX-only model can show where the head looked.
@@ -169,7 +239,17 @@ def write_onnx(net: nn.Module, preprocess: Preprocess, out: Path, metadata: dict
     onnx.save(model, out)
 
 
-def preprocessed(preprocess: Preprocess, paths: list[str], faces: FaceStage | None = None) -> np.ndarray:
+EVAL_HINT = "eval_data=<dataset root> chooses other images"
+
+
+def preprocessed(
+    preprocess: Preprocess,
+    paths: list[str],
+    faces: FaceStage | None = None,
+    *,
+    what: str = "evaluation",
+    hint: str = EVAL_HINT,
+) -> np.ndarray:
     """Evaluation images through the training preprocessing (their largest face with a face stage), as one float32
     batch. An image that cannot be read stops the export with its path: the run's split.csv may list files that
     have since moved."""
@@ -178,7 +258,7 @@ def preprocessed(preprocess: Preprocess, paths: list[str], faces: FaceStage | No
         try:
             batch.append(preprocess(main_face(read_image(path), faces)))
         except ImageError as exc:
-            raise ImageError(f"evaluation image {path}: {exc} (eval_data=<dataset root> chooses other images)") from exc
+            raise ImageError(f"{what} image {path}: {exc} ({hint})") from exc
     return np.stack(batch).astype(np.float32)
 
 
@@ -194,10 +274,12 @@ def parity_inputs(
 
 
 def torch_p_fake(net: nn.Module, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(torch_logits(net, batch, batch_size))).numpy()
+
+
+def torch_logits(net: nn.Module, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
     with torch.no_grad():
-        chunks = [
-            torch.sigmoid(net(torch.from_numpy(batch[i : i + batch_size]))) for i in range(0, len(batch), batch_size)
-        ]
+        chunks = [net(torch.from_numpy(batch[i : i + batch_size])) for i in range(0, len(batch), batch_size)]
     return torch.cat(chunks).numpy()
 
 
@@ -213,6 +295,138 @@ def eval_samples(options: ExportOptions, checkpoint: Checkpoint) -> tuple[list[s
         samples = [s for s in samples if s.split == split]
     samples = evenly(samples, options.max_eval_images)
     return [s.path for s in samples], np.array([s.label for s in samples]), f"{root}" + (f" [{split}]" if split else "")
+
+
+@dataclass
+class Validation:
+    """The run's validation split as the network sees it: for the temperature and a ``fpr:`` threshold."""
+
+    name: str
+    paths: list[str]
+    labels: np.ndarray
+    batch: np.ndarray
+    logits: np.ndarray
+
+
+def validation_set(options: ExportOptions, checkpoint: Checkpoint) -> Validation | None:
+    """The val split of the checkpoint's run (its split.csv, at most ``max_eval_images`` of it, through the same
+    preprocessing and face stage as training), with the network's logits; None without a split.csv or val split."""
+    split = checkpoint.run_file("split.csv")
+    if split is None:
+        return None
+    samples = evenly([s for s in find_samples(split)[0] if s.split == "val"], options.max_eval_images)
+    if not samples:
+        return None
+    paths = [s.path for s in samples]
+    hint = "the run's validation split: calibrate=false and a number as threshold= do without it"
+    batch = preprocessed(checkpoint.preprocess, paths, checkpoint.faces, what="validation", hint=hint)
+    labels = np.array([s.label for s in samples])
+    return Validation(f"{split} [val]", paths, labels, batch, torch_logits(checkpoint.net, batch))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -np.asarray(z, np.float64)))  # no overflow warning for large |z|
+
+
+def fit_calibration(options: ExportOptions, val: Validation | None) -> tuple[float, dict]:
+    """The temperature to build into the graph and what the file and the report say about it; prints one line."""
+    calibration: dict[str, Any] = {"method": "temperature scaling", "fitted": False, "ece_bins": ECE_BINS}
+    uncalibrated = "p_fake is the uncalibrated sigmoid(logit)"
+    if not options.calibrate:
+        calibration["reason"] = "calibrate=false"
+        print(f"temperature 1 (calibrate=false): {uncalibrated}")
+        return 1.0, calibration
+    if val is None:
+        calibration["reason"] = "no validation split (the run's split.csv was not found next to the checkpoint)"
+        print(f"temperature 1: {calibration['reason']}; {uncalibrated}")
+        return 1.0, calibration
+    n, n_fake = len(val.labels), int(val.labels.sum())
+    calibration.update(data=val.name, images=n, n_fake=n_fake)
+    if n < MIN_TEMPERATURE_IMAGES or n_fake in (0, n):
+        calibration["reason"] = (
+            f"the validation split has {n} images ({n_fake} fake); fitting needs at least "
+            f"{MIN_TEMPERATURE_IMAGES}, real and fake"
+        )
+        print(f"temperature 1: {calibration['reason']}; {uncalibrated}")
+        return 1.0, calibration
+    # Four significant figures: the likelihood is flat there, and the file then states exactly the T in its graph.
+    temperature = float(f"{fit_temperature(val.logits, val.labels):.4g}")
+    before, after = sigmoid(val.logits), sigmoid(val.logits / temperature)
+    calibration.update(
+        fitted=True,
+        temperature=temperature,
+        ece_before=round(ece(before, val.labels), 4),
+        ece_after=round(ece(after, val.labels), 4),
+        nll_before=round(binary_nll(val.logits, val.labels), 4),
+        nll_after=round(binary_nll(val.logits, val.labels, temperature), 4),
+    )
+    print(
+        f"temperature {temperature:g} fitted on {n} validation images ({n_fake} fake): "
+        f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}, "
+        f"NLL {calibration['nll_before']:.3f} -> {calibration['nll_after']:.3f}"
+    )
+    return temperature, calibration
+
+
+def choose_threshold(options: ExportOptions, val: Validation | None, p_val: np.ndarray | None) -> tuple[float, dict]:
+    """The threshold to store and how it was chosen; ``p_val``: the written file's p_fake on ``val``."""
+    rate = fpr_rate(options.threshold)
+    if rate is None:
+        threshold, info = float(options.threshold), {"rule": "fixed"}
+    elif val is None or p_val is None:
+        raise no_validation_split(options.threshold)
+    else:
+        try:
+            threshold = threshold_at_fpr(p_val, val.labels, rate)
+        except ValueError as exc:
+            raise ModelError(f"threshold={options.threshold}: {exc} on the validation split") from exc
+        info = {"rule": options.threshold}
+    if val is not None and p_val is not None:
+        fpr, tpr = rates_at(p_val, val.labels, threshold)
+        info.update(val_fpr=fpr, val_tpr=tpr, val_images=len(val.labels))
+    return threshold, info
+
+
+def no_validation_split(threshold: str) -> ConfigError:
+    return ConfigError(
+        f"threshold={threshold} is chosen on the run's validation split, and there is none (the run's split.csv "
+        "was not found next to the checkpoint, or has no val rows): give a number, as threshold=0.5"
+    )
+
+
+def describe_threshold(threshold: float, info: dict) -> str:
+    line = f"threshold {threshold:g} ({info['rule']}"
+    if "val_fpr" in info:
+        pairs = (("FPR", info["val_fpr"]), ("TPR", info["val_tpr"]))
+        rates = [f"{name} {value:.3f}" for name, value in pairs if value is not None]
+        line += (" on validation: " if info["rule"] != "fixed" else "; on validation: ") + ", ".join(rates)
+    return line + ")"
+
+
+def threshold_metadata(threshold: float, info: dict) -> dict[str, str]:
+    meta = {"threshold": repr(float(threshold)), "threshold_rule": info["rule"]}
+    for key in ("val_fpr", "val_tpr"):
+        if info.get(key) is not None:
+            meta[f"threshold_{key}"] = f"{info[key]:.4f}"
+    return meta
+
+
+def calibration_metadata(temperature: float, calibration: dict) -> dict[str, str]:
+    meta = {"calibration": json.dumps(calibration)}
+    if calibration["fitted"]:
+        meta["val_ece_before"] = f"{calibration['ece_before']:.4f}"
+        meta["val_ece_after"] = f"{calibration['ece_after']:.4f}"
+    return meta
+
+
+def update_metadata(path: Path, updates: dict[str, str]) -> None:
+    """Set (or add) metadata keys of an ONNX file in place; the graph is untouched."""
+    model = onnx.load(path)
+    props = {p.key: p.value for p in model.metadata_props} | updates
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, path)
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -233,10 +447,17 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
     if metrics_file := checkpoint.run_file("metrics.json"):
         train_metrics = json.loads(metrics_file.read_text())
     test = {k.removeprefix("test/"): round(v, 4) for k, v in train_metrics.items() if k.startswith("test/")}
+
+    rate = fpr_rate(options.threshold)
+    val = validation_set(options, checkpoint) if options.calibrate or rate is not None else None
+    if rate is not None and val is None:
+        raise no_validation_split(options.threshold)
+    temperature, calibration = fit_calibration(options, val)
     metadata = contract_metadata(
         checkpoint.preprocess,
-        options.threshold,
+        DEFAULT_THRESHOLD if rate is not None else options.threshold,  # a fpr: rule's is set once the file runs
         checkpoint.faces,
+        temperature=temperature,
         model_name=checkpoint.name,
         model_config=checkpoint.config,
         data=train_metrics.get("data", {}),
@@ -244,17 +465,20 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         parameters=str(sum(p.numel() for p in checkpoint.net.parameters())),
         producer=f"deepfake {__version__} export.py",
         created=datetime.date.today().isoformat(),
+        threshold_rule="fixed" if rate is None else options.threshold,
     )
+    metadata.update(calibration_metadata(temperature, calibration))
 
     paths, labels, eval_name = eval_samples(options, checkpoint)
     parity_images = evenly(paths, PARITY_IMAGES)
     batch = parity_inputs(checkpoint.preprocess, parity_images, faces=checkpoint.faces)
-    reference = torch_p_fake(checkpoint.net, batch)
+    # The same T on both sides: the check compares the calibrated p_fake, which is what the file outputs.
+    reference = torch_p_fake(Scaled(checkpoint.net, temperature), batch)
 
     # Work in a temporary file beside the target: a failed check never leaves a bad model behind.
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmpdir:
         tmp = Path(tmpdir) / out.name
-        write_onnx(checkpoint.net, checkpoint.preprocess, tmp, metadata, int(options.opset))
+        write_onnx(checkpoint.net, checkpoint.preprocess, tmp, metadata, int(options.opset), temperature)
         predictor = Predictor(tmp, providers=["CPUExecutionProvider"])
         delta = float(np.abs(predictor.p_fake(batch) - reference).max())
         print(
@@ -265,20 +489,39 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
             raise ModelError(
                 f"ONNX output differs from PyTorch by {delta:.2e} > {options.tolerance:.0e}; {out} not written"
             )
+        # The threshold is read off the written file's own p_fake, so its stated FPR holds for every reader of it.
+        p_val = predictor.p_fake(val.batch) if val is not None else None
+        threshold, threshold_info = choose_threshold(options, val, p_val)
+        if p_val is not None:
+            update_metadata(tmp, threshold_metadata(threshold, threshold_info))
+        print(describe_threshold(threshold, threshold_info))
         _replace(tmp, out)
-    report = {"out": str(out), "size_mb": out.stat().st_size / 1e6, "max_abs_delta_p_fake": delta}
+    report = {
+        "out": str(out),
+        "size_mb": out.stat().st_size / 1e6,
+        "max_abs_delta_p_fake": delta,
+        "temperature": temperature,
+        "calibration": calibration,
+        "threshold": threshold,
+        "threshold_rule": threshold_info["rule"],
+        "threshold_val": {k.removeprefix("val_"): v for k, v in threshold_info.items() if k.startswith("val_")},
+    }
     size = checkpoint.preprocess.image_size
     stage = f", faces: {checkpoint.faces.detector} margin {checkpoint.faces.margin:g}" if checkpoint.faces else ""
     print(f"wrote {out} ({report['size_mb']:.2f} MB, model {checkpoint.name}, input {size} px{stage})")
 
     variants = [name for name in ("fp16", "int8") if getattr(options, name)]
     if variants:
-        report["variants"] = export_variants(options, out, variants, checkpoint, paths, labels, eval_name)
+        report["variants"] = export_variants(options, out, variants, checkpoint, paths, labels, eval_name, threshold)
     return report
 
 
-def export_variants(options: ExportOptions, out: Path, variants, checkpoint, paths, labels, eval_name) -> dict:
-    """fp16 and int8 files beside ``out``, each scored against fp32 on the evaluation set."""
+def export_variants(
+    options: ExportOptions, out: Path, variants, checkpoint, paths, labels, eval_name, threshold: float | None = None
+) -> dict:
+    """fp16 and int8 files beside ``out``, each scored against fp32 on the evaluation set (at ``threshold``: the
+    stored one; default the options' number)."""
+    threshold = float(options.threshold) if threshold is None else threshold
     if not paths:
         raise ConfigError(
             "fp16/int8 report their accuracy drop on an evaluation set: give eval_data=<dataset root> "
@@ -288,7 +531,7 @@ def export_variants(options: ExportOptions, out: Path, variants, checkpoint, pat
 
     def scored(path: Path) -> dict:
         p_fake = Predictor(path, providers=["CPUExecutionProvider"]).p_fake(inputs)
-        return {k: v for k, v in scores(p_fake, labels, options.threshold).items() if k in ("acc", "auroc")}
+        return {k: v for k, v in scores(p_fake, labels, threshold).items() if k in ("acc", "auroc")}
 
     base = scored(out)
     print(f"evaluation set: {eval_name}, {len(paths)} images ({int(labels.sum())} fake)")

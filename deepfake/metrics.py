@@ -6,15 +6,20 @@ Fake (label 1) is the positive class. The names, in every file the project write
     acc, precision, recall, f1     at the decision threshold (p_fake >= threshold reads "fake")
     auroc, average_precision       from the ranking of p_fake alone
     eer, eer_threshold             where reals called fake and fakes passed as real are equally common
+    ece                            expected calibration error: how far the stated probabilities are from
+                                   the observed frequencies (:func:`ece`)
 
 Two metrics had a second name in files written before; those files keep it beside the first
 (``ALIASES``): ``accuracy`` for acc and ``roc_auc`` for auroc.
 
 The numbers come from torchmetrics, streamed batch by batch during training (:func:`metric_collection`)
-or over whole arrays (:func:`scores`, :func:`binary_metrics`): the same classes either way.
+or over whole arrays (:func:`scores`, :func:`binary_metrics`): the same classes either way. Calibration
+(:func:`ece`, :func:`reliability_bins`, :func:`fit_temperature`) is plain numpy, so its bins can be drawn.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -98,6 +103,7 @@ def binary_metrics(p_fake, labels, threshold: float) -> dict:
         "average_precision": float(F.binary_average_precision(p, y)) if both else None,
         "eer": None,
         "eer_threshold": None,
+        "ece": ece(p_fake, labels) if len(y) else None,
     }
     if both:
         metrics["eer"], metrics["eer_threshold"] = equal_error_rate(p_fake, labels)
@@ -133,3 +139,161 @@ def classification_report(predicted, labels) -> dict:
         "support": sum(support)
     }
     return report
+
+
+# ---------------------------------------------------------------------------
+# Calibration: do the probabilities mean what they say?
+
+ECE_BINS = 15
+# The search range of the temperature, in log space: wide enough for any trained model (p = sigmoid(logit / T)),
+# narrow enough that a degenerate validation set cannot push p_fake to exactly 0 or 1 in float32.
+TEMPERATURE_RANGE = (1e-2, 1e2)
+
+
+def reliability_bins(p_fake, labels, bins: int = ECE_BINS, by: str = "confidence") -> dict[str, np.ndarray]:
+    """Images in ``bins`` equal-width bins over [0, 1], as a reliability diagram draws them.
+
+    ``by="confidence"``: binned by the probability of the predicted class, max(p_fake, 1 - p_fake) (so the bins
+    below 0.5 stay empty), and ``observed`` is the share predicted right: the standard definition (Guo et al.
+    2017), the one :func:`ece` uses. ``by="p_fake"``: binned by p_fake itself, and ``observed`` is the share
+    that is fake, which reads more directly for a detector. Returns ``edges`` (bins + 1), and per bin ``count``,
+    ``predicted`` (mean confidence or mean p_fake) and ``observed``; the last two are NaN in empty bins.
+    """
+    if by not in ("confidence", "p_fake"):
+        raise ValueError(f"by={by!r} is not 'confidence' or 'p_fake'")
+    p = np.asarray(p_fake, np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(np.float64)
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} probabilities for {y.size} labels")
+    if by == "confidence":
+        predicted_fake = p >= 0.5
+        value = np.where(predicted_fake, p, 1.0 - p)
+        hit = (predicted_fake == (y == 1)).astype(np.float64)
+    else:
+        value, hit = p, y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bins are [lower, upper), the last one [lower, 1]: as torchmetrics bins, so the figures agree with its.
+    index = np.clip(np.searchsorted(edges, value, side="right") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(index, weights=value, minlength=bins) / count
+        observed = np.bincount(index, weights=hit, minlength=bins) / count
+    return {"edges": edges, "count": count, "predicted": predicted, "observed": observed}
+
+
+def ece(p_fake, labels, bins: int = ECE_BINS, by: str = "confidence") -> float:
+    """Expected calibration error: the count-weighted mean over :func:`reliability_bins` of
+    |observed - predicted|; by default over the confidence of the predicted class, in 15 bins. 0 for
+    probabilities that mean what they say; a model that says 97% and is right 60% of the time scores 0.37."""
+    table = reliability_bins(p_fake, labels, bins, by)
+    used = table["count"] > 0
+    if not used.any():
+        raise ValueError("no images to compute a calibration error on")
+    gap = np.abs(table["observed"][used] - table["predicted"][used])
+    return float(np.dot(table["count"][used], gap) / table["count"].sum())
+
+
+def binary_nll(logits, labels, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood (binary cross-entropy, nats) of ``labels`` under p = sigmoid(logit / T)."""
+    z = np.asarray(logits, np.float64).reshape(-1) / float(temperature)
+    y = np.asarray(labels, np.float64).reshape(-1)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def fit_temperature(logits, labels, *, platt_targets: bool = True) -> float:
+    """The temperature T > 0 that minimises the binary negative log-likelihood of sigmoid(logit / T) on
+    ``labels`` (0 real, 1 fake): temperature scaling (Guo et al. 2017). One parameter, and p_fake stays a
+    monotone function of the logit, so the ranking (AUROC, average precision) is unchanged.
+
+    ``platt_targets``: fit against Platt's targets, (n_fake + 1) / (n_fake + 2) for fakes and 1 / (n_real + 2)
+    for reals, instead of 1 and 0. A validation split the model separates perfectly would otherwise have no
+    minimum (T -> 0, every p_fake 0 or 1); with hundreds of images the targets are within 1% of 0 and 1 and the
+    fit is the plain one. The minimum is found by golden-section search on log T over ``TEMPERATURE_RANGE``:
+    the likelihood is convex in 1 / T, so this is exact to 1e-9 and deterministic.
+
+    Raises ValueError when there are no logits, they and the labels differ in length, or one class is absent.
+    """
+    z = np.asarray(logits, np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    if z.size == 0:
+        raise ValueError("no logits to fit a temperature on")
+    if z.shape != y.shape:
+        raise ValueError(f"{z.size} logits for {y.size} labels")
+    if not np.isfinite(z).all():
+        raise ValueError("the logits include NaN or infinite values")
+    if not both_classes(y):
+        raise ValueError(f"a temperature needs real and fake images; these {y.size} are all {LABELS[int(y[0])]}")
+    target = (y == 1).astype(np.float64)
+    if platt_targets:
+        n_fake, n_real = int(target.sum()), int(y.size - target.sum())
+        target = np.where(target == 1, (n_fake + 1) / (n_fake + 2), 1 / (n_real + 2))
+    if not np.any(z):
+        return 1.0  # every logit 0: every temperature gives p = 0.5
+
+    def nll(log_t: float) -> float:
+        scaled = z / math.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, scaled) - target * scaled))
+
+    low, high = (math.log(t) for t in TEMPERATURE_RANGE)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = nll(a), nll(b)
+    while high - low > 1e-9:
+        if fa <= fb:
+            high, b, fb = b, a, fa
+            a = high - ratio * (high - low)
+            fa = nll(a)
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = nll(b)
+    return float(math.exp((low + high) / 2))
+
+
+def rates_at(p_fake, labels, threshold: float) -> tuple[float | None, float | None]:
+    """(false positive rate, true positive rate) at ``threshold``: the share of reals, and of fakes, with
+    p_fake >= threshold; None for a class that is absent."""
+    p, y = np.asarray(p_fake, np.float64).reshape(-1), np.asarray(labels).reshape(-1)
+    called = p >= threshold
+    fpr = float(called[y == 0].mean()) if (y == 0).any() else None
+    tpr = float(called[y == 1].mean()) if (y == 1).any() else None
+    return fpr, tpr
+
+
+def threshold_at_fpr(p_fake, labels, rate: float) -> float:
+    """The lowest threshold at which at most ``rate`` of the reals score p_fake >= threshold (are called fake).
+
+    That is any threshold just above the highest real score that must still read real. Every threshold from there
+    up to the next score above it gives the same counts on these images, so the one returned is the shortest
+    decimal in that gap (0.71 rather than 0.7100000381): the same decisions, and a figure a person can read.
+    It is checked in float32 as well, the precision models output and torchmetrics compares in.
+
+    Raises ValueError when there are no reals, or when no threshold below 1 keeps the rate (reals at p_fake 1).
+    """
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"false positive rate {rate} must be strictly between 0 and 1")
+    p, y = np.asarray(p_fake, np.float64).reshape(-1), np.asarray(labels).reshape(-1)
+    reals = np.sort(p[y == 0])[::-1]
+    if reals.size == 0:
+        raise ValueError("no real images to measure a false positive rate on")
+    allowed = int(math.floor(rate * reals.size + 1e-9))  # reals that may be called fake
+    highest_real = reals[allowed]
+    above = p[p > highest_real]
+    upper = float(above.min()) if above.size else 1.0
+
+    def keeps(t: float) -> bool:
+        return highest_real < t <= upper and t < 1.0 and float(np.float32(t)) > highest_real
+
+    for digits in range(1, 10):
+        scale = 10**digits
+        t = math.floor(highest_real * scale + 1) / scale
+        if keeps(t):
+            return t
+    t = float(np.nextafter(np.float32(highest_real), np.float32(np.inf)))
+    if keeps(t):
+        return t
+    n_top = int((reals >= highest_real).sum())
+    raise ValueError(
+        f"no threshold below 1 calls at most {rate:g} of the reals fake: {n_top} of {reals.size} real images "
+        f"score p_fake {highest_real:.6g}"
+    )

@@ -6,7 +6,9 @@
 Every preprocessing value (face stage, input size, colour order, scaling, mean/std,
 labels, threshold) comes from the model file's metadata, written by export.py from the
 same :class:`~deepfake.preprocess.Preprocess` and :class:`~deepfake.faces.FaceStage`
-that training used. A model trained on faces finds every face in an image and judges
+that training used. p_fake is the file's own ``p_fake`` output, which export.py calibrates
+inside the graph (sigmoid(logit / temperature), the ``temperature`` key), so it is never
+scaled again here. A model trained on faces finds every face in an image and judges
 each; the image is as fake as its most fake face. This module imports numpy, OpenCV,
 dlib and onnxruntime only, so other apps can embed it without torch.
 """
@@ -158,6 +160,8 @@ class Predictor:
         self.positive_class = contract.positive_class
         self.input_name, self.output_name = contract.input_name, contract.output_name
         self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
+        # Already applied inside the graph (its p_fake output is sigmoid(logit / T)): informative, never reapplied.
+        self.temperature = contract.temperature
         self.model_name = self.metadata.get("model_name", self.path.stem)
         self.model_face_stage = self.face_stage = contract.faces  # stage() starts from the model's
         self.face_stage = self.stage(faces)

@@ -40,6 +40,17 @@ def check_threshold(value, name: str = "threshold") -> float:
     return threshold
 
 
+def check_temperature(value, name: str = "temperature") -> float:
+    """``value`` as a finite float above 0, else ConfigError naming ``name``."""
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if not 0.0 < temperature < float("inf"):
+        raise ConfigError(f"{name}={value} must be a positive number")
+    return temperature
+
+
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
@@ -110,18 +121,33 @@ INPUT_NAME, OUTPUT_NAME, LOGIT_NAME = "image", "p_fake", "logit"
 
 
 def contract_metadata(
-    preprocess: Preprocess, threshold: float = DEFAULT_THRESHOLD, faces: FaceStage | None = None, **extra
+    preprocess: Preprocess,
+    threshold: float = DEFAULT_THRESHOLD,
+    faces: FaceStage | None = None,
+    *,
+    temperature: float | None = None,
+    **extra,
 ) -> dict[str, str]:
     """The strings export.py stores in ``metadata_props``; ``extra`` values are JSON-encoded. ``faces``: the face
-    stage the model was trained with (``face_*`` keys); a file without them is read on whole images."""
+    stage the model was trained with (``face_*`` keys); a file without them is read on whole images.
+    ``temperature``: the T of the graph's p_fake = sigmoid(logit / T) (temperature scaling); a file without
+    the key was exported before calibration and has T = 1."""
     threshold = check_threshold(threshold)
+    output = f"{OUTPUT_NAME}: probability of {POSITIVE_CLASS!r}, shape (batch,); {LOGIT_NAME}: its logit"
+    if temperature is not None:
+        temperature = check_temperature(temperature)
+        # The logit output stays the network's own, so the stored T says how the two outputs relate.
+        output = (
+            f"{OUTPUT_NAME}: probability of {POSITIVE_CLASS!r}, sigmoid({LOGIT_NAME} / temperature), shape (batch,); "
+            f"{LOGIT_NAME}: the network's logit, before temperature scaling"
+        )
     meta = {
         "deepfake.contract": CONTRACT_VERSION,
         "labels": json.dumps(list(LABELS)),
         "positive_class": POSITIVE_CLASS,
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
-        "output": f"{OUTPUT_NAME}: probability of {POSITIVE_CLASS!r}, shape (batch,); {LOGIT_NAME}: its logit",
+        "output": output,
         "input_layout": "NCHW",
         "input_size": str(preprocess.image_size),
         "colour_order": preprocess.colour,
@@ -132,6 +158,8 @@ def contract_metadata(
         "threshold": repr(float(threshold)),
         **(faces.metadata() if faces is not None else {}),
     }
+    if temperature is not None:
+        meta["temperature"] = repr(temperature)
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
 
@@ -145,6 +173,7 @@ class Contract:
     input_name: str
     output_name: str
     faces: FaceStage | None = None  # None: the model reads whole images
+    temperature: float = 1.0  # the graph's p_fake is sigmoid(logit / temperature); 1: not calibrated
 
 
 def parse_contract(meta: dict[str, str]) -> Contract:
@@ -169,7 +198,10 @@ def parse_contract(meta: dict[str, str]) -> Contract:
         )
         threshold = check_threshold(meta["threshold"])
         faces = FaceStage.from_metadata(meta)
-        return Contract(preprocess, labels, positive, threshold, meta["input_name"], meta["output_name"], faces)
+        temperature = check_temperature(meta.get("temperature", 1.0))
+        return Contract(
+            preprocess, labels, positive, threshold, meta["input_name"], meta["output_name"], faces, temperature
+        )
     except KeyError as exc:
         raise ModelError(f"model metadata lacks {exc.args[0]!r}; re-export the model with export.py") from exc
     except (ValueError, TypeError, ConfigError) as exc:

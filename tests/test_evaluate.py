@@ -99,7 +99,8 @@ def test_evaluate_onnx_matches_the_predictor_and_writes_the_report(exported, tmp
     assert saved["auroc"] == saved["roc_auc"] == pytest.approx(pair_auc(p, y), abs=1e-6)
     assert saved["acc"] == saved["accuracy"] == pytest.approx((called_fake == y).mean())
     assert 0.0 <= saved["eer"] <= 1.0
-    for name in ("roc.png", "confusion_matrix.png"):
+    assert 0.0 < saved["ece"] <= 1.0 and saved["temperature"] == Predictor(onnx_path).temperature
+    for name in ("roc.png", "confusion_matrix.png", "calibration.png"):
         width, height = png_size(tmp_path / "out" / name)
         assert width > 300 and height > 300
     printed = capsys.readouterr().out

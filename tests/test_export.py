@@ -45,8 +45,8 @@ def test_predictor_matches_training_preprocessing_and_pytorch(exported):
     predictor = Predictor(out)
     for path, label in [(next((data / "Fake").iterdir()), 1), (next((data / "Real").iterdir()), 0)]:
         x, *_ = ImageDataset([Sample(str(path), label)], checkpoint.preprocess)[0]
-        with torch.no_grad():
-            p_torch = torch.sigmoid(checkpoint.net(x[None])).item()
+        with torch.no_grad():  # the file's p_fake is calibrated: sigmoid(logit / its temperature)
+            p_torch = torch.sigmoid(checkpoint.net(x[None]) / predictor.temperature).item()
         assert abs(predictor.predict(path).p_fake - p_torch) <= 1e-4
 
 
