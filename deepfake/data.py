@@ -4,6 +4,10 @@ Every item is ``(image, label, dataset index)``: the index lets training report 
 and ``data.balance=dataset`` draws each dataset equally often however many images it has. With
 ``data.faces=dlib`` every image is replaced by the crop of its largest face, cut once by
 :mod:`deepfake.faces.dataset` (cached on disk) exactly as the predictor will cut it.
+
+With ``data.pseudo_fakes=sbi``, real training faces also yield self-blended pseudo-fakes (:mod:`deepfake.sbi`):
+an item is then a pair, the real face and its blend, augmented identically, so that the blend is the only
+difference between them. A split without fakes (a folder of real faces only) gets fixed, seeded pairs.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import MISSING
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
@@ -24,9 +29,11 @@ from tqdm.auto import tqdm
 from deepfake.datasets import SPLITS, DatasetSpec, Sample, collect_samples, dataset_specs, split_digest
 from deepfake.errors import ConfigError, DataError, ImageError
 from deepfake.faces.dataset import crop_dataset
-from deepfake.faces.detect import FaceStage
+from deepfake.faces.detect import FaceStage, box_in_crop
+from deepfake.faces.landmarks import landmark_dataset
 from deepfake.images import check_image_file, read_image
 from deepfake.preprocess import LABELS, Preprocess
+from deepfake.sbi import BlendSettings, SelfBlender
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +81,40 @@ class DataConfig:
     face_cache: str = MISSING
     no_face: str = MISSING  # "drop" or "whole"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pseudo_fakes: str = MISSING  # "none" or "sbi"
+    pseudo_fakes_ratio: float = MISSING
+    sbi: dict[str, Any] = field(default_factory=dict)  # deepfake.sbi.BlendSettings' fields
+    landmark_cache: str = MISSING
 
 
 FACE_DETECTORS = {"dlib": "dlib_hog"}
 NO_FACE = ("drop", "whole")
 BALANCE = ("none", "dataset")
+PSEUDO_FAKES = ("none", "sbi")
+
+
+def blender(sbi: dict | None) -> SelfBlender:
+    """The SelfBlender of ``data.sbi``; an unknown key or a bad value is a ConfigError naming it."""
+    try:
+        return SelfBlender(BlendSettings(**(sbi or {})))
+    except TypeError as exc:
+        raise ConfigError(f"data.sbi: {exc}".replace("BlendSettings.__init__() ", "")) from exc
+
+
+@dataclass
+class PseudoFakes:
+    """The pairs a split's dataset adds: ``count`` blends of ``sources`` (sample indices) taken in turn.
+
+    ``seed`` None: each pair is drawn anew from the worker's seeded torch RNG (training); an int: pair k is always
+    the same blend (validation and test of a split without fakes)."""
+
+    blender: SelfBlender
+    sources: list[int]
+    points: list[np.ndarray]
+    count: int
+    seed: int | None = None
+    # A split without fakes: its sources appear only in their pairs, so real and fake stay balanced.
+    pairs_only: bool = False
 
 
 def face_stage(faces: str, face: dict | None) -> FaceStage | None:
@@ -152,27 +188,83 @@ class ImageDataset(Dataset):
     file cannot end a long run; :func:`collate_skip_bad` drops it from the batch.
     """
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, datasets: Sequence[str] = ()):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        preprocess: Preprocess,
+        augment=None,
+        datasets: Sequence[str] = (),
+        pseudo_fakes: PseudoFakes | None = None,
+    ):
         self.samples = list(samples)
         self.preprocess = preprocess
         self.augment = augment
+        self.pseudo = pseudo_fakes if pseudo_fakes and pseudo_fakes.count and pseudo_fakes.sources else None
+        # Items: these samples one by one, then the pseudo-fake pairs.
+        self.singles = list(range(len(self.samples)))
+        if self.pseudo and self.pseudo.pairs_only:
+            paired = set(self.pseudo.sources)
+            self.singles = [i for i in self.singles if i not in paired]
         index = {name: i for i, name in enumerate(datasets)}
-        self.dataset_index = [index.get(s.dataset, 0) for s in self.samples]
+        of_sample = [index.get(s.dataset, 0) for s in self.samples]
+        self.dataset_index = [of_sample[i] for i in self.singles]
+        if self.pseudo:  # pair k comes from sources[k % len(sources)], of that sample's dataset
+            sources = self.pseudo.sources
+            self.dataset_index += [of_sample[sources[k % len(sources)]] for k in range(self.pseudo.count)]
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.dataset_index)
+
+    def _augmented(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3), or (N, H, W, 3) that all get the same random augmentation (torchvision v2 draws one
+        set of parameters per call)."""
+        if self.augment is None:
+            return rgb
+        t = torch.from_numpy(np.ascontiguousarray(rgb))
+        t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+        t = self.augment(t)
+        return (t.permute(1, 2, 0) if t.ndim == 3 else t.permute(0, 2, 3, 1)).numpy()
 
     def __getitem__(self, index: int):
-        sample = self.samples[index]
+        if index >= len(self.singles):
+            return self.pair(index - len(self.singles))
+        sample = self.samples[self.singles[index]]
         try:
             rgb = self.preprocess.resize(read_image(sample.source))
         except ImageError as exc:
             log.warning("skipping %s: %s", sample.source, exc)
             return None
-        if self.augment is not None:
-            rgb = self.augment(torch.from_numpy(rgb).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-        x = torch.from_numpy(self.preprocess.normalise(rgb))
+        x = torch.from_numpy(self.preprocess.normalise(self._augmented(rgb)))
         return x, torch.tensor(sample.label, dtype=torch.float32), self.dataset_index[index]
+
+    def blend(self, k: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair k before resizing and augmentation: (real, pseudo-fake, mask) at the resolution of the crop.
+        ``seed``: this fixed blend rather than the split's (a fixed one, or a fresh draw in training)."""
+        pseudo = self.pseudo
+        position = k % len(pseudo.sources)
+        sample = self.samples[pseudo.sources[position]]
+        seed = pseudo.seed if seed is None else seed
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())  # the worker's RNG, seeded by Lightning per worker
+        else:
+            seed = seed * 1_000_003 + k
+        rgb = read_image(sample.source)
+        fake, mask = pseudo.blender.blend(rgb, pseudo.points[position], np.random.default_rng(seed))
+        return rgb, fake, mask
+
+    def pair(self, k: int):
+        """[(real, 0, dataset), (pseudo-fake, 1, dataset)]: one blend and its source, augmented alike."""
+        try:
+            real, fake, _ = self.blend(k)
+        except ImageError as exc:
+            log.warning("skipping pseudo-fake %d: %s", k, exc)
+            return None
+        both = self._augmented(np.stack([self.preprocess.resize(real), self.preprocess.resize(fake)]))
+        dataset = self.dataset_index[len(self.singles) + k]
+        return [
+            (torch.from_numpy(self.preprocess.normalise(img)), torch.tensor(float(label)), dataset)
+            for label, img in enumerate(both)
+        ]
 
 
 def init_worker(worker_id: int) -> None:
@@ -188,7 +280,8 @@ def init_worker(worker_id: int) -> None:
 
 
 def collate_skip_bad(batch):
-    batch = [item for item in batch if item is not None]
+    """Drop unreadable items (None) and flatten pseudo-fake pairs (lists) into the batch."""
+    batch = [one for item in batch if item is not None for one in (item if isinstance(item, list) else [item])]
     if not batch:
         return None
     return default_collate(batch)
@@ -234,6 +327,10 @@ class DeepfakeDataModule(L.LightningDataModule):
         faces: FaceStage | None = None,
         face_cache: str | None = None,
         no_face: str = "whole",
+        pseudo_fakes: str = "none",
+        pseudo_fakes_ratio: float = 0.5,
+        sbi: dict | None = None,
+        landmark_cache: str | None = None,
     ):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -244,6 +341,21 @@ class DeepfakeDataModule(L.LightningDataModule):
             raise ConfigError(f"data.balance={balance} must be one of {', '.join(BALANCE)}")
         if faces is not None and not face_cache:
             raise ConfigError("data.face_cache needs a folder for the face crops when data.faces is on")
+        if pseudo_fakes not in PSEUDO_FAKES:
+            raise ConfigError(f"data.pseudo_fakes={pseudo_fakes} must be one of {', '.join(PSEUDO_FAKES)}")
+        if not isinstance(pseudo_fakes_ratio, int | float) or not 0 <= pseudo_fakes_ratio <= 1:
+            raise ConfigError(f"data.pseudo_fakes_ratio={pseudo_fakes_ratio!r} must be a number in [0, 1]")
+        if pseudo_fakes != "none" and not landmark_cache:
+            raise ConfigError("data.landmark_cache needs a folder for the landmarks when data.pseudo_fakes is on")
+        self.pseudo_fakes = pseudo_fakes
+        self.pseudo_fakes_ratio = float(pseudo_fakes_ratio)
+        self.blender = blender(sbi) if pseudo_fakes == "sbi" else None
+        self.landmark_cache = landmark_cache
+        # Filled with pseudo-fakes on: each real's landmarks (by path), crop boxes, and the pairs of each split.
+        self.landmarks: dict[str, np.ndarray] = {}
+        self.boxes: dict[str, list[int]] = {}
+        self.pairs: dict[str, int] = {}
+        self.dropped_fakes = 0
         self.specs: list[DatasetSpec] = dataset_specs(
             root, manifest=manifest, group_by=group_by, val_fraction=val_fraction, test_fraction=test_fraction
         )
@@ -292,10 +404,17 @@ class DeepfakeDataModule(L.LightningDataModule):
             log.warning("skipped %d unusable file(s):\n%s%s", len(self.bad_files), shown, more)
         if self.faces is not None:
             self._crop_faces()
+        if self.blender is not None:
+            self._find_landmarks()
         for split in SPLITS:
             labels = {s.label for s in self.samples if s.split == split}
             if not labels:
                 raise DataError(f"data.root={self.root}: the {split} split has no usable images")
+            if 1 not in labels and self.blender is None:
+                raise DataError(
+                    f"data.root={self.root}: the {split} split has no fake images; add a Fake/ folder, or train on "
+                    "real faces alone with self-blended pseudo-fakes: data.pseudo_fakes=sbi"
+                )
         for spec in self.specs:
             log.info(
                 "dataset %s: %s (%s layout): %s", spec.name, spec.root, self.layouts[spec.name], self.summary(spec.name)
@@ -312,6 +431,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             counts[LABELS[sample.label]]["found" if result.crop else "none"] += 1
             if result.crop:
                 kept.append(replace(sample, crop=result.crop))
+                self.boxes[sample.path] = box_in_crop(result.box, self.faces.margin)
             else:
                 self.no_face_files.append(sample.path)
                 if self.no_face == "whole":
@@ -322,6 +442,59 @@ class DeepfakeDataModule(L.LightningDataModule):
             for name, c in counts.items()
         )
         log.info("face found in: %s; without a face: %s", rates, "dropped" if self.no_face == "drop" else "whole image")
+
+    def _needs_pairs(self, split: str) -> bool:
+        return split == "train" or not any(s.label == 1 for s in self.samples if s.split == split)
+
+    def _find_landmarks(self) -> None:
+        """Landmarks of the real faces pseudo-fakes are made from: training's, and those of a split without fakes."""
+        if self.pseudo_fakes_ratio >= 1:  # every fake of training a pseudo-fake: the real fakes stay out
+            kept = [s for s in self.samples if not (s.split == "train" and s.label == 1)]
+            self.dropped_fakes = len(self.samples) - len(kept)
+            self.samples = kept
+            if self.dropped_fakes:
+                log.info("data.pseudo_fakes_ratio=1: %d fake training images left out", self.dropped_fakes)
+        reals = [s for s in self.samples if s.label == 0 and self._needs_pairs(s.split)]
+        found = landmark_dataset(
+            [s.source for s in reals], [self.boxes.get(s.path) for s in reals], self.landmark_cache
+        )
+        self.landmarks = {s.path: points for s, points in zip(reals, found, strict=True) if points is not None}
+        train = [s for s in reals if s.split == "train"]
+        with_points = sum(s.path in self.landmarks for s in train)
+        log.info("pseudo-fakes (sbi): landmarks found in %d of %d real training faces", with_points, len(train))
+        if not with_points:
+            raise DataError(
+                f"data.pseudo_fakes=sbi: no landmarks found in any of the {len(train)} real training images "
+                f"of data.root={self.root}; pseudo-fakes are made from real faces"
+            )
+
+    def _pseudo_fakes(self, split: str, subset: list[Sample]) -> PseudoFakes | None:
+        """Training: blends of its reals, as many as pseudo_fakes_ratio asks of its fakes (one per real when it has
+        none). Validation and test: fixed blends of their reals, only when they hold no fakes."""
+        if self.blender is None or not self._needs_pairs(split):
+            return None
+        sources = [i for i, s in enumerate(subset) if s.label == 0 and s.path in self.landmarks]
+        fakes = sum(s.label for s in subset)
+        ratio = self.pseudo_fakes_ratio
+        count = len(sources) if not fakes else round(ratio / (1 - ratio) * fakes) if ratio < 1 else 0
+        points = [self.landmarks[subset[i].path] for i in sources]
+        seed = None if split == "train" else self.seed
+        return PseudoFakes(self.blender, sources, points, count, seed=seed, pairs_only=not fakes)
+
+    def pseudo_fake_examples(self, n: int = 16) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """n fixed training pairs (real, pseudo-fake, mask) at the model's input size: what sbi_samples.png shows."""
+        import cv2
+
+        dataset = self.datasets.get("train")
+        if dataset is None or dataset.pseudo is None:
+            return []
+        size = self.preprocess.image_size
+        examples = []
+        for k in np.linspace(0, len(dataset.pseudo.sources) - 1, min(n, len(dataset.pseudo.sources))).astype(int):
+            real, fake, mask = dataset.blend(int(k), seed=self.seed)
+            small = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
+            examples.append((self.preprocess.resize(real), self.preprocess.resize(fake), small))
+        return examples
 
     def summary(self, dataset: str | None = None) -> dict[str, dict[str, int]]:
         """Images per split and class, of one dataset or of all."""
@@ -350,6 +523,17 @@ class DeepfakeDataModule(L.LightningDataModule):
                 }
                 for spec in self.specs
             },
+            **({"pseudo_fakes": self._describe_pseudo_fakes()} if self.blender is not None else {}),
+        }
+
+    def _describe_pseudo_fakes(self) -> dict:
+        return {
+            "method": self.pseudo_fakes,
+            "ratio": self.pseudo_fakes_ratio,
+            "pairs": dict(self.pairs),
+            "real_fakes_left_out_of_training": self.dropped_fakes,
+            "sources_with_landmarks": len(self.landmarks),
+            "settings": asdict(self.blender.settings),
         }
 
     def setup(self, stage: str | None = None) -> None:
@@ -357,9 +541,11 @@ class DeepfakeDataModule(L.LightningDataModule):
         augment = build_augment(self.augment_cfg, self.preprocess.image_size)
         for split in SPLITS:
             subset = [s for s in self.samples if s.split == split]
+            pseudo = self._pseudo_fakes(split, subset)
             self.datasets[split] = ImageDataset(
-                subset, self.preprocess, augment if split == "train" else None, datasets=self.names
+                subset, self.preprocess, augment if split == "train" else None, datasets=self.names, pseudo_fakes=pseudo
             )
+            self.pairs[split] = pseudo.count if pseudo and pseudo.sources else 0
 
     def _sampler(self) -> WeightedRandomSampler | None:
         """With data.balance=dataset: every dataset drawn equally often, however many images it holds."""

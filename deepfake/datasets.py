@@ -2,7 +2,8 @@
 
 A dataset root is read in one of three layouts (folder names are case-insensitive):
 
-* two class folders, ``Real/`` and ``Fake/``;
+* two class folders, ``Real/`` and ``Fake/`` (or ``Real/`` alone: real faces to make pseudo-fakes from, see
+  :mod:`deepfake.sbi`);
 * a pre-split tree ``Train|train/``, ``Validation|Val|val/``, ``Test|test/``, each holding the two class
   folders (the Kaggle "deepfake-and-real-images" layout);
 * a CSV manifest: columns ``file`` (or ``path``) and ``label``, an optional ``split``, and any others. It is the
@@ -377,7 +378,9 @@ def _subdirs(folder: Path) -> dict[str, Path]:
 
 def _class_folders(folder: Path) -> dict[int, Path] | None:
     found = {_CLASS_DIRS[name]: path for name, path in _subdirs(folder).items() if name in _CLASS_DIRS}
-    return found if len(found) == 2 else None
+    # Real/ alone is a dataset too: pseudo-fakes (data.pseudo_fakes=sbi) need no fakes; the data module says
+    # so when a split ends up without any.
+    return found if REAL in found else None
 
 
 def _scan_tree(root: Path, name: str) -> tuple[list[Sample], str]:
@@ -390,7 +393,7 @@ def _scan_tree(root: Path, name: str) -> tuple[list[Sample], str]:
         for split, folder in sorted(split_dirs.items()):
             classes = _class_folders(folder)
             if not classes:
-                raise DataError(f"{folder} has no Real/ and Fake/ folders inside")
+                raise DataError(f"{folder} has no Real/ (and Fake/) folder inside")
             samples += _list_classes(classes, split, name)
         missing = {"train", "test"} - split_dirs.keys()
         if missing:

@@ -33,9 +33,11 @@ from deepfake.data import DataConfig, DeepfakeDataModule, face_stage
 from deepfake.datasets import dataset_specs, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.faces import FaceStage
+from deepfake.images import encode_image
 from deepfake.metrics import metric_collection
 from deepfake.models import arch_options, create_model
 from deepfake.preprocess import Preprocess
+from deepfake.sbi import sample_sheet
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +273,17 @@ def write_curves(run_dir: Path) -> None:
         log.warning("could not draw %s: %s", run_dir / "curves.png", exc)
 
 
+def write_pseudo_fake_samples(datamodule: DeepfakeDataModule, path: Path) -> None:
+    """sbi_samples.png: 16 real / pseudo-fake / mask triplets at the model's input size, when pseudo-fakes are on."""
+    if datamodule.blender is None:
+        return
+    datamodule.setup("fit")
+    examples = datamodule.pseudo_fake_examples(16)
+    if examples:
+        path.write_bytes(encode_image(sample_sheet(examples), ".png"))
+        log.info("pseudo-fakes: %s shows %d pairs and their masks", path, len(examples))
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run's files. Returns the test metrics."""
     run_dir = Path(cfg.run_dir)
@@ -310,11 +323,16 @@ def train(cfg: DictConfig) -> dict:
         faces=faces,
         face_cache=cfg.data.face_cache,
         no_face=cfg.data.no_face,
+        pseudo_fakes=cfg.data.pseudo_fakes,
+        pseudo_fakes_ratio=cfg.data.pseudo_fakes_ratio,
+        sbi=OmegaConf.to_container(cfg.data.sbi, resolve=True),
+        landmark_cache=cfg.data.landmark_cache,
     )
     datamodule.collect_samples()
     if rank_zero_only.rank == 0:
         write_split(datamodule.samples, run_dir / "split.csv")
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        write_pseudo_fake_samples(datamodule, run_dir / "sbi_samples.png")
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():

@@ -124,9 +124,21 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_config_runs_fast_dev_run(name, folder_dataset, compose_cfg):
-    cfg = compose_cfg(f"experiment={name}", f"data.root={folder_dataset}", "++trainer.fast_dev_run=true")
+def test_every_experiment_config_runs_fast_dev_run(name, folder_dataset, compose_cfg, monkeypatch):
+    from tests.test_sbi import fake_landmark_dataset
+
+    monkeypatch.setattr("deepfake.data.landmark_dataset", fake_landmark_dataset)  # generated images: no real face
+    cfg = compose_cfg(
+        f"experiment={name}",
+        f"data.root={folder_dataset}",
+        "data.manifest=null",
+        "data.group_by=null",
+        "model.pretrained=false",
+        "++trainer.fast_dev_run=true",
+    )
     assert "test/auroc" in train(cfg)
+    # Runs with pseudo-fakes show them: sbi_samples.png in the run directory.
+    assert (Path(cfg.run_dir) / "sbi_samples.png").is_file() == (cfg.data.pseudo_fakes == "sbi")
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp", "default"])

@@ -79,7 +79,9 @@ def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
 def _crop_task(args: tuple[str, FaceStage, Path]) -> Cropped:
     import cv2
 
-    cv2.setNumThreads(1)  # the pool already uses every core
+    # 0 (sequential), not 1: 1 tears down the OpenCV thread pool inherited from the parent and, if the parent had
+    # started one, waits forever on its threads (see deepfake.data.init_worker). The pool uses every core already.
+    cv2.setNumThreads(0)
     return crop_one(*args)
 
 

@@ -226,6 +226,13 @@ def crop_face(rgb: np.ndarray, face: Face, margin: float) -> np.ndarray:
     )
 
 
+def box_in_crop(box: list[int], margin: float) -> list[int]:
+    """Where the face box (x, y, w, h) of an image lies in its :func:`crop_face` crop: same rounding."""
+    x, y, w, h = box
+    side = max(1, round(margin * max(w, h)))
+    return [x - round(x + w / 2 - side / 2), y - round(y + h / 2 - side / 2), w, h]
+
+
 def face_crops(rgb: np.ndarray, stage: FaceStage) -> list[tuple[Face, np.ndarray]]:
     """(face, crop) for every face found, largest first: what training and the predictor both feed the model."""
     return [(face, crop_face(rgb, face, stage.margin)) for face in find_faces(rgb, stage)]
