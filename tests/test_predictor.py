@@ -142,12 +142,21 @@ def test_infer_with_a_missing_model_says_so(tmp_path):
 # The bundled model
 
 
+def binary_auroc(scores, labels) -> float:
+    """The share of (fake, real) pairs the scores order correctly, ties counted half."""
+    fake = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    real = [s for s, y in zip(scores, labels, strict=True) if y == 0]
+    return float(np.mean([(f > r) + 0.5 * (f == r) for f in fake for r in real]))
+
+
 def test_bundled_model_is_small_self_describing_and_used_by_default():
     assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size <= 20e6
     predictor = Predictor()
     assert predictor.path == DEFAULT_MODEL and predictor.labels == ("real", "fake")
     # Trained on face crops, and says so: the file carries its face stage (models/MODEL_CARD.md has the figures).
-    assert json.loads(predictor.metadata["test_metrics"])["auroc"] > 0.75
+    assert json.loads(predictor.metadata["test_metrics"])["auroc"] > 0.7
+    # Calibrated, with its threshold chosen for a stated false-positive rate (export.py threshold=fpr:0.05).
+    assert predictor.temperature > 0 and predictor.metadata["threshold_rule"] == "fpr:0.05"
     assert predictor.face_stage is not None and predictor.metadata["face_detector"] == "dlib_hog"
 
 
@@ -160,8 +169,10 @@ def test_bundled_model_reads_faces_mini_fakes_as_fake_end_to_end():
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     fake_rows, real_rows = rows[:40], rows[40:]
-    # The bundled model is conservative (precision over recall), so most, not all, fakes read "fake";
-    # swapped labels or a sigmoid read backwards would turn both counts below 12.
-    assert sum(r["label"] == "fake" for r in fake_rows) >= 24
-    assert sum(r["label"] == "real" for r in real_rows) >= 32
-    assert np.mean([r["p_fake"] for r in fake_rows]) > np.mean([r["p_fake"] for r in real_rows]) + 0.3
+    # Its threshold is set for 5% false positives on validation and its probabilities are temperature-scaled, so
+    # the test is of direction, not of counts: fakes score higher (swapped labels or a sigmoid read backwards
+    # would put this AUROC near 1 - 0.8), and each label is p_fake read against the file's threshold.
+    threshold = Predictor().threshold
+    assert binary_auroc([r["p_fake"] for r in fake_rows + real_rows], [1] * 40 + [0] * 40) > 0.7
+    assert all(r["label"] == ("fake" if r["p_fake"] >= threshold else "real") for r in rows)
+    assert sum(r["label"] == "real" for r in real_rows) >= 34  # about 5% false positives: 2 of 40
