@@ -226,6 +226,8 @@ class ImageDataset(Dataset):
         return (t.permute(1, 2, 0) if t.ndim == 3 else t.permute(0, 2, 3, 1)).numpy()
 
     def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)  # also what ends iteration over a dataset (the sequence protocol)
         if index >= len(self.singles):
             return self.pair(index - len(self.singles))
         sample = self.samples[self.singles[index]]
@@ -410,11 +412,11 @@ class DeepfakeDataModule(L.LightningDataModule):
             labels = {s.label for s in self.samples if s.split == split}
             if not labels:
                 raise DataError(f"data.root={self.root}: the {split} split has no usable images")
-            if 1 not in labels and self.blender is None:
-                raise DataError(
-                    f"data.root={self.root}: the {split} split has no fake images; add a Fake/ folder, or train on "
-                    "real faces alone with self-blended pseudo-fakes: data.pseudo_fakes=sbi"
-                )
+        if self.blender is None and not any(s.label == 1 for s in self.samples):
+            raise DataError(
+                f"data.root={self.root}: no fake images; add a Fake/ folder, or train on real faces alone with "
+                "self-blended pseudo-fakes: data.pseudo_fakes=sbi"
+            )
         for spec in self.specs:
             log.info(
                 "dataset %s: %s (%s layout): %s", spec.name, spec.root, self.layouts[spec.name], self.summary(spec.name)

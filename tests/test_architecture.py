@@ -13,8 +13,15 @@ LAYERS = [
     {"deepfake.explain", "deepfake.export"},
     {"deepfake.training"},
     {"deepfake.data", "deepfake.models", "deepfake.robustness", "deepfake.curves", "deepfake.cross"},
-    {"deepfake.metrics", "deepfake.predictor", "deepfake.cli", "deepfake.datasets", "deepfake.faces.dataset"},
-    {"deepfake.preprocess", "deepfake.timing", "deepfake.video"},
+    {
+        "deepfake.metrics",
+        "deepfake.predictor",
+        "deepfake.cli",
+        "deepfake.datasets",
+        "deepfake.faces.dataset",
+        "deepfake.faces.landmarks",
+    },
+    {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi"},
     {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.images"},
     {"deepfake.errors"},
 ]

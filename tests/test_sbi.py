@@ -204,7 +204,7 @@ def test_pseudo_fakes_ratio_sets_the_share_of_pseudo_fakes_among_trainings_fakes
 
 def test_a_folder_of_real_faces_alone_trains_with_pseudo_fakes_and_not_without(tmp_path, no_dlib_landmarks):
     root = make_class_folders(tmp_path / "d", 20, 0)
-    with pytest.raises(DataError, match="no fake images.*data.pseudo_fakes=sbi"):
+    with pytest.raises(DataError, match="no fake images; add a Fake/ folder.*data.pseudo_fakes=sbi"):
         datamodule(root, pseudo_fakes="none").setup()
     dm = datamodule(root)
     dm.setup()
