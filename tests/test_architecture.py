@@ -22,7 +22,7 @@ LAYERS = [
         "deepfake.faces.landmarks",
     },
     {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi"},
-    {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.images"},
+    {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.faces.pool", "deepfake.images"},
     {"deepfake.errors"},
 ]
 

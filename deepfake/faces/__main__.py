@@ -57,7 +57,7 @@ def _crop_file(task: tuple[str, Path, FaceStage, int, bool]) -> tuple[str, int, 
     """(file, faces written, problem) for one image or video."""
     import cv2
 
-    cv2.setNumThreads(0)  # not 1: see deepfake.faces.dataset._crop_task
+    cv2.setNumThreads(0)  # not 1: see deepfake.faces.pool._in_worker
     path, out_stem, stage, frames, all_faces = task
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     written = 0

@@ -15,14 +15,12 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from deepfake.errors import ImageError
 from deepfake.faces.detect import FaceStage, face_crops
+from deepfake.faces.pool import map_images
 from deepfake.images import decode_image, encode_image
 
 
@@ -76,15 +74,6 @@ def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
     return Cropped(path, str(png) if found else None, len(found), box)
 
 
-def _crop_task(args: tuple[str, FaceStage, Path]) -> Cropped:
-    import cv2
-
-    # 0 (sequential), not 1: 1 tears down the OpenCV thread pool inherited from the parent and, if the parent had
-    # started one, waits forever on its threads (see deepfake.data.init_worker). The pool uses every core already.
-    cv2.setNumThreads(0)
-    return crop_one(*args)
-
-
 def crop_dataset(
     paths: Sequence[str], stage: FaceStage, cache: str | os.PathLike, *, workers: int | None = None, progress=True
 ) -> list[Cropped]:
@@ -92,18 +81,5 @@ def crop_dataset(
     cache = Path(cache).expanduser() / stage.key()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "settings.json").write_text(json.dumps(stage.to_dict(), indent=2) + "\n")
-    workers = workers or os.cpu_count() or 1
     tasks = [(str(p), stage, cache) for p in paths]
-    bar = tqdm(total=len(tasks), desc="Finding faces", unit="img", disable=not progress or None, leave=False)
-    results: list[Cropped] = []
-    if workers <= 1 or len(tasks) < 64:
-        for task in tasks:
-            results.append(crop_one(*task))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for result in pool.map(_crop_task, tasks, chunksize=16):
-                results.append(result)
-                bar.update()
-    bar.close()
-    return results
+    return map_images(crop_one, tasks, desc="Finding faces", workers=workers, progress=progress)

