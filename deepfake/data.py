@@ -457,9 +457,8 @@ class DeepfakeDataModule(L.LightningDataModule):
             if self.dropped_fakes:
                 log.info("data.pseudo_fakes_ratio=1: %d fake training images left out", self.dropped_fakes)
         reals = [s for s in self.samples if s.label == 0 and self._needs_pairs(s.split)]
-        found = landmark_dataset(
-            [s.source for s in reals], [self.boxes.get(s.path) for s in reals], self.landmark_cache
-        )
+        # The mesh reads the crop itself (the face stage's, else the image as it is): no box to carry over.
+        found = landmark_dataset([s.source for s in reals], self.landmark_cache)
         self.landmarks = {s.path: points for s, points in zip(reals, found, strict=True) if points is not None}
         train = [s for s in reals if s.split == "train"]
         with_points = sum(s.path in self.landmarks for s in train)
@@ -467,7 +466,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         if not with_points:
             raise DataError(
                 f"data.pseudo_fakes=sbi: no landmarks found in any of the {len(train)} real training images "
-                f"of data.root={self.root}; pseudo-fakes are made from real faces"
+                f"of data.root={self.root}; pseudo-fakes are made from real faces, and the face mesh finds one only "
+                "in a face crop (turn the face stage on, data.faces, unless the images are face crops already)"
             )
 
     def _pseudo_fakes(self, split: str, subset: list[Sample]) -> PseudoFakes | None:

@@ -7,15 +7,29 @@ generator's fingerprint, and it needs only real faces.
 
 One blend (:meth:`SelfBlender.blend`), on uint8 RGB at the resolution the face was cut:
 
-1. a mask from the 68 landmarks: their convex hull, or the hull of an inner part of the face;
+1. a mask from the 468 points of MediaPipe's face mesh (:mod:`deepfake.faces.mesh`): the whole face (its oval
+   and inner features), or the convex hull of an inner part of the face (:data:`PARTS`);
 2. two copies of the face, one of them (either) altered: a colour shift (RGB, hue and saturation, brightness and
    contrast) and then a blur by resampling (down 2-4x and back up) or a light sharpening;
 3. the altered copy and the mask each moved by a small random shift and scale; the mask warped elastically;
 4. the mask shrunk and feathered: blurred at a reduced resolution, cut below 1, blurred again, normalised;
 5. the mask times an opacity (often 1) composites the altered copy over the other.
 
+The masks once came from dlib's 68 points (a non-commercial model). What changed with the mesh:
+
+* the whole-face mask is the mesh's 36-point oval filled as a polygon, not the convex hull of all points. Its top
+  runs across the forehead, well above the brows (about twice the eye-to-brow distance above them on faces-mini,
+  at or just under the hairline) where dlib's hull ended at the brow line, so the mask now takes in most of the
+  forehead; its sides and chin follow the jaw (on a frontal face close to the hull, the jaw being convex there);
+* on a turned face the oval's far side is the far cheek's outline as the mesh models it, which runs behind the
+  nose and mouth: the oval alone would leave them out. The whole-face mask is therefore the oval together with
+  the hull of the brows, eyes, nose and lips (on a frontal face that adds nothing);
+* the inner parts are the same regions as before, now from the mesh's brow, eye, nose and lip contours and the
+  lower oval (cheekbones to chin) in place of dlib's jaw points 3-13. The mesh's nose set starts between the
+  eyes, as dlib's did, so the nose-mouth-chin part is still a wedge from the bridge of the nose to the jaw.
+
 The unaltered face is the real of the pair. Both then go through the same augmentation (:mod:`deepfake.data`).
-numpy and OpenCV only, no torch: a leaf module.
+numpy and OpenCV (and the mesh's index sets), no torch.
 """
 
 from __future__ import annotations
@@ -25,15 +39,16 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from deepfake.errors import ConfigError
+from deepfake.errors import ConfigError, DataError
+from deepfake.faces import mesh
 
-# Landmark index ranges of dlib's 68-point layout.
-JAW, BROWS, NOSE, EYES, MOUTH = range(0, 17), range(17, 27), range(27, 36), range(36, 48), range(48, 68)
-# Regions a mask may cover besides the whole hull: the inner face, the eyes and nose, the nose, mouth and chin.
+BROWS, EYES = (*mesh.LEFT_BROW, *mesh.RIGHT_BROW), (*mesh.LEFT_EYE, *mesh.RIGHT_EYE)
+# Regions a mask may cover besides the whole face, each as the convex hull of its points: the inner face, the
+# eyes and nose, the nose, mouth and chin. The first is also filled into every whole-face mask.
 PARTS = (
-    (*BROWS, *NOSE, *EYES, *MOUTH),
-    (*BROWS, *EYES, *NOSE),
-    (*JAW[3:14], *NOSE, *MOUTH),
+    (*BROWS, *EYES, *mesh.NOSE, *mesh.LIPS),
+    (*BROWS, *EYES, *mesh.NOSE),
+    (*mesh.NOSE, *mesh.LIPS, *mesh.LOWER_OVAL),
 )
 
 
@@ -41,7 +56,7 @@ PARTS = (
 class BlendSettings:
     """How strongly a pseudo-fake is altered; ``data.sbi`` in configs/data/default.yaml holds the values."""
 
-    hull_p: float = 0.5  # the mask is the whole landmark hull with this probability, else one inner part
+    hull_p: float = 0.5  # the mask is the whole face (oval) with this probability, else one inner part
     rgb_shift: float = 20.0  # per-channel shift, in grey levels, both ways
     hue_shift: float = 3.0  # OpenCV hue units (180 a turn), both ways
     sat_shift: float = 0.1  # saturation factor 1 +- this
@@ -94,9 +109,21 @@ class SelfBlender:
         return np.clip(fake + 0.5, 0, 255).astype(np.uint8), mask
 
     def hull_mask(self, shape: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        chosen = points if rng.random() < self.settings.hull_p else points[list(PARTS[rng.integers(len(PARTS))])]
+        """The mask before jitter and feathering, 0 or 1: the whole face (a ``hull_p`` chance) or one part's hull."""
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[0] != mesh.NUM_POINTS or points.shape[1] < 2:
+            raise DataError(
+                f"pseudo-fake landmarks must be the face mesh's ({mesh.NUM_POINTS}, 2) points, got {points.shape}"
+            )
         mask = np.zeros(shape, np.float32)
-        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(chosen).astype(np.int32)), 1.0)
+        if rng.random() < self.settings.hull_p:
+            # The oval as a polygon, plus the inner face: on a turned face the oval's far side passes behind
+            # the nose and mouth.
+            cv2.fillPoly(mask, [np.round(points[list(mesh.FACE_OVAL), :2]).astype(np.int32)], 1.0)
+            part = PARTS[0]
+        else:
+            part = PARTS[rng.integers(len(PARTS))]
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points[list(part), :2]).astype(np.int32)), 1.0)
         return mask
 
     def alter(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
