@@ -37,10 +37,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from http_bench import photo_jpeg  # noqa: E402  (the photo http_bench.py --mode photo posts)
 
+from deepfake.contract import contract_metadata  # noqa: E402
 from deepfake.export import write_onnx  # noqa: E402
 from deepfake.models import create_model  # noqa: E402
 from deepfake.predictor import DEFAULT_MODEL, Predictor  # noqa: E402
-from deepfake.preprocess import Preprocess, contract_metadata  # noqa: E402
+from deepfake.preprocess import Preprocess  # noqa: E402
 from deepfake.timing import median_seconds  # noqa: E402
 from deepfake.training import net_config  # noqa: E402
 

@@ -2,7 +2,8 @@
 
     python evaluate.py --model models/default.onnx --data ../shared/datasets/faces-mini --split test --out eval/
 
-Every image is scored through the one contract, :class:`deepfake.predictor.Predictor`. An ONNX
+Every image is scored through the one contract, :class:`deepfake.predictor.Predictor`: all its faces,
+combined by the model file's ``aggregate_faces`` rule (:mod:`deepfake.contract`). An ONNX
 file is used as it is; a checkpoint or run directory is first exported to a temporary ONNX file
 with :func:`deepfake.export.export` (which checks it against PyTorch), so a checkpoint and its
 export give the same numbers, and any exported model can be tested on any dataset. The figures
@@ -97,10 +98,7 @@ class TrainingSplit:
     def of(cls, model: str, run: Path | None, predictor: Predictor) -> TrainingSplit:
         """``run``: the training run the model was given as (a run directory or checkpoint), if any."""
         split_csv = run / "split.csv" if run and (run / "split.csv").is_file() else None
-        try:
-            data = json.loads(predictor.metadata.get("data") or "{}")
-        except json.JSONDecodeError:
-            data = {}
+        data = predictor.contract.data
         datasets = list(data.get("datasets", {}).values()) if isinstance(data, dict) else []
         if not datasets and isinstance(data, dict) and isinstance(data.get("root"), str):
             # Models exported before several datasets: one root, split by file with training's defaults.
@@ -231,7 +229,8 @@ def score(
             return str(exc)
 
     def model_inputs(perturb: Perturbation | None, index: int, rgb: np.ndarray):
-        # With a face stage: one input per face found (the image scores its most fake face), as in the predictor.
+        # With a face stage: one input per face found; judge_all combines them by the file's rule (aggregate_faces,
+        # max: the image scores its most fake face), as the predictor does.
         return predictor.inputs(rgb if perturb is None else perturb(rgb, np.random.default_rng(index)))
 
     workers = workers or min(8, os.cpu_count() or 1)
@@ -386,7 +385,7 @@ def plot_calibration(p_fake, labels, metrics: dict, title: str, temperature: flo
 
 def file_temperature(predictor: Predictor) -> float | None:
     """The temperature a model file states it applies (export.py's calibration); None for files without one."""
-    return predictor.temperature if "temperature" in predictor.metadata else None
+    return predictor.temperature if predictor.contract.states_temperature else None
 
 
 def report_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -435,6 +434,7 @@ def evaluate(
         "split_from": how,
         **binary_metrics(clean, scores.labels, predictor.threshold),
         "temperature": file_temperature(predictor),
+        "aggregate_faces": predictor.face_rule,
         "skipped": len(scores.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in scores.skipped],
     }

@@ -12,7 +12,9 @@ Methods (Captum for the attributions):
 - ``ig``: Integrated Gradients from the baseline to the image (checkpoints).
 - ``attention``: the attention-head models' own spatial mask (ONNX files exported with it, or checkpoints).
 
-Every map explains the model's evidence for "fake", whatever the verdict, and is normalised to
+A model trained on faces is explained on the face that decides its verdict: the most fake one, which the
+``max`` rule of the file (``aggregate_faces``) makes the image's p_fake (under ``mean``, the face that pulls
+it up most). Every map explains the model's evidence for "fake", whatever the verdict, and is normalised to
 [0, 1] per image: it shows *where* the evidence sits, not how much there is (p_fake says that).
 This module imports numpy and OpenCV only; torch and Captum are imported when a method needs them,
 so ``attention`` on an ONNX file stays torch-free.
@@ -28,15 +30,20 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from deepfake.contract import DEFAULT_FACE_RULE, deciding_face
 from deepfake.errors import UserError
-from deepfake.faces import main_face
+from deepfake.faces import face_crops
 from deepfake.images import encode_image, to_rgb
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
     from torch import nn
 
+    from deepfake.faces import FaceStage
     from deepfake.predictor import Predictor
+    from deepfake.preprocess import Preprocess
     from deepfake.training import Checkpoint
 
 METHODS = ("occlusion", "gradcam", "ig", "attention")
@@ -101,8 +108,9 @@ def check_onnx_method(predictor: Predictor, method: str) -> None:
 def explain_onnx(predictor: Predictor, image, method: str = "occlusion") -> Explanation:
     """Explain an ONNX model's verdict on ``image`` (path, bytes, RGB uint8 array or PIL image)."""
     check_onnx_method(predictor, method)
-    # A model trained on faces is explained on what it judged: the largest face's crop.
-    rgb = main_face(to_rgb(image), predictor.face_stage)
+    # A model trained on faces is explained on what decided its verdict: the crop of the face the file's rule picks.
+    rgb = to_rgb(image)
+    rgb = deciding_crop(rgb, predictor.face_stage, predictor.preprocess, predictor.p_fake, predictor.face_rule)
     x = predictor.model_input(rgb)[None]
     if method == "attention":
         p, mask = predictor.p_fake_with_attention(x)
@@ -131,7 +139,13 @@ def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Expl
     net = checkpoint.net.eval()
     if method == "attention" and not returns_attention(net):
         raise UserError(_no_attention(f"model {checkpoint.name}"))
-    rgb = main_face(to_rgb(image), checkpoint.faces)  # as in explain_onnx: what the model judged
+
+    def p_fake(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(net(torch.from_numpy(batch))).numpy()
+
+    # As in explain_onnx: the face that decides the verdict (a checkpoint is judged by the default rule, max).
+    rgb = deciding_crop(to_rgb(image), checkpoint.faces, checkpoint.preprocess, p_fake)
     x = torch.from_numpy(checkpoint.preprocess(rgb)[None])
     with torch.no_grad():
         p = float(torch.sigmoid(net(x))[0])
@@ -160,6 +174,25 @@ def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Expl
     # Per-pixel IG signs flip between neighbours and channels (high-pass filters do that), so the
     # map shows |attribution|: how much each pixel moved the logit, in either direction.
     return make_explanation(method, rgb, attr[0].detach().abs().sum(0).numpy(), p, IG_OUTLIER_PERCENT)
+
+
+def deciding_crop(
+    rgb: np.ndarray,
+    stage: FaceStage | None,
+    preprocess: Preprocess,
+    p_fake: Callable[[np.ndarray], np.ndarray],
+    rule: str = DEFAULT_FACE_RULE,
+) -> np.ndarray:
+    """What an explanation shows: the crop of the face that decides the verdict on ``rgb`` under ``rule``
+    (:func:`deepfake.contract.deciding_face`; ``p_fake`` maps prepared inputs to probabilities); the whole image
+    when ``stage`` is None or finds no face, as the predictor then judges the whole image."""
+    if stage is None:
+        return rgb
+    found = face_crops(rgb, stage)
+    if len(found) <= 1:
+        return found[0][1] if found else rgb
+    p = p_fake(np.stack([preprocess(crop) for _, crop in found]))
+    return found[deciding_face(p, rule)][1]
 
 
 def _occlusion(forward, x: np.ndarray) -> np.ndarray:

@@ -15,6 +15,11 @@ one parameter, the ranking and so AUROC unchanged) and built into the graph, who
 sigmoid(logit / T) while ``logit`` stays the network's own; T and the calibration error before and
 after are in the metadata. ``threshold=fpr:0.05`` picks the decision threshold on the same split's
 calibrated p_fake for a stated false positive rate.
+
+Both judge each validation image as the written file will: by all its faces, combined by the file's
+``aggregate_faces`` rule (:mod:`deepfake.contract`). T is fitted on per-image logits (exact for ``max``,
+see :func:`deepfake.contract.aggregate_logits`), and the threshold is read off the written file's own
+Predictor verdicts, so the false positive rate it states holds for images with any number of faces.
 """
 
 from __future__ import annotations
@@ -38,22 +43,31 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from deepfake import __version__
-from deepfake.datasets import SPLITS, find_samples
-from deepfake.errors import ConfigError, ImageError, ModelError
-from deepfake.faces import FaceStage, main_face
-from deepfake.images import read_image
-from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, scores, threshold_at_fpr
-from deepfake.models import returns_attention
-from deepfake.predictor import ATTENTION_KEY, ATTENTION_NAME, Predictor
-from deepfake.preprocess import (
-    DEFAULT_THRESHOLD,
+from deepfake.contract import (
+    ATTENTION_NAME,
+    DEFAULT_FACE_RULE,
+    DEFAULT_FRAME_RULE,
+    FIXED_RULE,
     INPUT_NAME,
     LOGIT_NAME,
     OUTPUT_NAME,
-    Preprocess,
-    check_threshold,
+    aggregate_logits,
+    attention_metadata,
+    calibration_metadata,
+    check_aggregation,
     contract_metadata,
+    metadata_of,
+    set_metadata,
+    threshold_metadata,
 )
+from deepfake.datasets import SPLITS, find_samples
+from deepfake.errors import ConfigError, ImageError, ModelError
+from deepfake.faces import Face, FaceStage, main_face
+from deepfake.images import read_image
+from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, scores, threshold_at_fpr
+from deepfake.models import returns_attention
+from deepfake.predictor import Predictor, prepare
+from deepfake.preprocess import DEFAULT_THRESHOLD, Preprocess, check_threshold
 from deepfake.training import Checkpoint, load_checkpoint
 
 MIN_OPSET = 17
@@ -92,6 +106,11 @@ class ExportOptions:
     # Temperature scaling: fit T on the run's validation split (at most max_eval_images of it) and build it into
     # the graph, so p_fake = sigmoid(logit / T) means what it says. Without a validation split: T = 1, and a notice.
     calibrate: bool = True
+    # Stored in the file: how the p_fake of the faces found in one image make the image's (max: as fake as its most
+    # fake face; mean), and how the sampled frames of a video make the video's (mean, max, median). The temperature
+    # and a fpr: threshold are fitted on validation images judged by the same face rule.
+    aggregate_faces: str = DEFAULT_FACE_RULE
+    aggregate_frames: str = DEFAULT_FRAME_RULE
 
     def __post_init__(self) -> None:
         if self.ckpt in (None, "", MISSING):
@@ -105,6 +124,7 @@ class ExportOptions:
             raise ConfigError(f"eval_split={self.eval_split} is not one of {', '.join(SPLITS)}")
         if self.max_eval_images is not None and int(self.max_eval_images) < 1:
             raise ConfigError(f"max_eval_images={self.max_eval_images} must be at least 1, or null for all")
+        check_aggregation(self.aggregate_faces, self.aggregate_frames)
 
 
 def parse_threshold(value) -> float | str:
@@ -214,12 +234,7 @@ def write_onnx(
     if wrapped.attention:
         # A third output, so explanations of an ONNX-only model can show where the head looked.
         outputs.append(ATTENTION_NAME)
-        metadata = {
-            **metadata,
-            ATTENTION_KEY: ATTENTION_NAME,
-            "output": metadata.get("output", "")
-            + f"; {ATTENTION_NAME}: the attention mask in [0, 1], shape (batch, 1, h, w) at feature resolution",
-        }
+        metadata = attention_metadata(metadata)
     with torch.no_grad():
         program = torch.onnx.export(
             wrapped,
@@ -232,9 +247,7 @@ def write_onnx(
             verbose=False,
         )
     model = program.model_proto
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
+    set_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, out)
 
@@ -260,6 +273,25 @@ def preprocessed(
         except ImageError as exc:
             raise ImageError(f"{what} image {path}: {exc} ({hint})") from exc
     return np.stack(batch).astype(np.float32)
+
+
+def prepared_images(
+    preprocess: Preprocess,
+    paths: list[str],
+    faces: FaceStage | None = None,
+    *,
+    what: str = "evaluation",
+    hint: str = EVAL_HINT,
+) -> list[tuple[list[Face] | None, np.ndarray]]:
+    """Each image's faces and a model input per face, as the Predictor judges it (:func:`deepfake.predictor.prepare`);
+    an image that cannot be read stops the export with its path, as in :func:`preprocessed`."""
+    prepared = []
+    for path in paths:
+        try:
+            prepared.append(prepare(read_image(path), preprocess, faces))
+        except ImageError as exc:
+            raise ImageError(f"{what} image {path}: {exc} ({hint})") from exc
+    return prepared
 
 
 def parity_inputs(
@@ -299,18 +331,39 @@ def eval_samples(options: ExportOptions, checkpoint: Checkpoint) -> tuple[list[s
 
 @dataclass
 class Validation:
-    """The run's validation split as the network sees it: for the temperature and a ``fpr:`` threshold."""
+    """The run's validation split as the written file will judge it: for the temperature and a ``fpr:`` threshold.
+
+    ``prepared``: per image, its faces and a model input per face (:func:`deepfake.predictor.prepare`, what the
+    Predictor judges); ``face_logits``: the network's logit of each input, image after image; ``logits``: one per
+    image, its faces' combined by the face rule (:func:`deepfake.contract.aggregate_logits`)."""
 
     name: str
     paths: list[str]
     labels: np.ndarray
-    batch: np.ndarray
-    logits: np.ndarray
+    prepared: list[tuple[list[Face] | None, np.ndarray]]
+    face_logits: np.ndarray
+    rule: str = DEFAULT_FACE_RULE
+
+    @property
+    def ends(self) -> np.ndarray:
+        return np.cumsum([len(x) for _, x in self.prepared])
+
+    def image_logits(self, temperature: float = 1.0) -> np.ndarray:
+        """Each image's logit at ``temperature``: sigmoid of it is the p_fake a file calibrated with that T gives the
+        image (exact for both face rules: the rule applied to the faces' sigmoid(logit / T))."""
+        scaled = self.face_logits / float(temperature)
+        starts = np.concatenate([[0], self.ends[:-1]])
+        return np.array([aggregate_logits(scaled[a:b], self.rule) for a, b in zip(starts, self.ends, strict=True)])
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.image_logits(1.0)
 
 
 def validation_set(options: ExportOptions, checkpoint: Checkpoint) -> Validation | None:
-    """The val split of the checkpoint's run (its split.csv, at most ``max_eval_images`` of it, through the same
-    preprocessing and face stage as training), with the network's logits; None without a split.csv or val split."""
+    """The val split of the checkpoint's run (its split.csv, at most ``max_eval_images`` of it), each image with
+    all its faces through the same preprocessing and face stage as training, as the Predictor reads them, and the
+    network's logits; None without a split.csv or val split."""
     split = checkpoint.run_file("split.csv")
     if split is None:
         return None
@@ -319,9 +372,11 @@ def validation_set(options: ExportOptions, checkpoint: Checkpoint) -> Validation
         return None
     paths = [s.path for s in samples]
     hint = "the run's validation split: calibrate=false and a number as threshold= do without it"
-    batch = preprocessed(checkpoint.preprocess, paths, checkpoint.faces, what="validation", hint=hint)
+    prepared = prepared_images(checkpoint.preprocess, paths, checkpoint.faces, what="validation", hint=hint)
+    batch = np.concatenate([x for _, x in prepared]).astype(np.float32)
     labels = np.array([s.label for s in samples])
-    return Validation(f"{split} [val]", paths, labels, batch, torch_logits(checkpoint.net, batch))
+    logits = torch_logits(checkpoint.net, batch).astype(np.float64).reshape(-1)
+    return Validation(f"{split} [val]", paths, labels, prepared, logits, options.aggregate_faces)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -350,15 +405,19 @@ def fit_calibration(options: ExportOptions, val: Validation | None) -> tuple[flo
         print(f"temperature 1: {calibration['reason']}; {uncalibrated}")
         return 1.0, calibration
     # Four significant figures: the likelihood is flat there, and the file then states exactly the T in its graph.
-    temperature = float(f"{fit_temperature(val.logits, val.labels):.4g}")
-    before, after = sigmoid(val.logits), sigmoid(val.logits / temperature)
+    # Fitted on one logit per image, its faces' combined by the file's rule: T calibrates the image's p_fake.
+    logits = val.logits
+    temperature = float(f"{fit_temperature(logits, val.labels):.4g}")
+    # The figures are those of the images' p_fake as the file gives them, before and after T.
+    scaled = val.image_logits(temperature)
     calibration.update(
         fitted=True,
         temperature=temperature,
-        ece_before=round(ece(before, val.labels), 4),
-        ece_after=round(ece(after, val.labels), 4),
-        nll_before=round(binary_nll(val.logits, val.labels), 4),
-        nll_after=round(binary_nll(val.logits, val.labels, temperature), 4),
+        aggregate_faces=val.rule,
+        ece_before=round(ece(sigmoid(logits), val.labels), 4),
+        ece_after=round(ece(sigmoid(scaled), val.labels), 4),
+        nll_before=round(binary_nll(logits, val.labels), 4),
+        nll_after=round(binary_nll(scaled, val.labels), 4),
     )
     print(
         f"temperature {temperature:g} fitted on {n} validation images ({n_fake} fake): "
@@ -372,7 +431,7 @@ def choose_threshold(options: ExportOptions, val: Validation | None, p_val: np.n
     """The threshold to store and how it was chosen; ``p_val``: the written file's p_fake on ``val``."""
     rate = fpr_rate(options.threshold)
     if rate is None:
-        threshold, info = float(options.threshold), {"rule": "fixed"}
+        threshold, info = float(options.threshold), {"rule": FIXED_RULE}
     elif val is None or p_val is None:
         raise no_validation_split(options.threshold)
     else:
@@ -399,33 +458,14 @@ def describe_threshold(threshold: float, info: dict) -> str:
     if "val_fpr" in info:
         pairs = (("FPR", info["val_fpr"]), ("TPR", info["val_tpr"]))
         rates = [f"{name} {value:.3f}" for name, value in pairs if value is not None]
-        line += (" on validation: " if info["rule"] != "fixed" else "; on validation: ") + ", ".join(rates)
+        line += (" on validation: " if info["rule"] != FIXED_RULE else "; on validation: ") + ", ".join(rates)
     return line + ")"
-
-
-def threshold_metadata(threshold: float, info: dict) -> dict[str, str]:
-    meta = {"threshold": repr(float(threshold)), "threshold_rule": info["rule"]}
-    for key in ("val_fpr", "val_tpr"):
-        if info.get(key) is not None:
-            meta[f"threshold_{key}"] = f"{info[key]:.4f}"
-    return meta
-
-
-def calibration_metadata(temperature: float, calibration: dict) -> dict[str, str]:
-    meta = {"calibration": json.dumps(calibration)}
-    if calibration["fitted"]:
-        meta["val_ece_before"] = f"{calibration['ece_before']:.4f}"
-        meta["val_ece_after"] = f"{calibration['ece_after']:.4f}"
-    return meta
 
 
 def update_metadata(path: Path, updates: dict[str, str]) -> None:
     """Set (or add) metadata keys of an ONNX file in place; the graph is untouched."""
     model = onnx.load(path)
-    props = {p.key: p.value for p in model.metadata_props} | updates
-    del model.metadata_props[:]
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
+    set_metadata(model, metadata_of(model) | updates)
     onnx.save(model, path)
 
 
@@ -458,6 +498,9 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         DEFAULT_THRESHOLD if rate is not None else options.threshold,  # a fpr: rule's is set once the file runs
         checkpoint.faces,
         temperature=temperature,
+        aggregate_faces=options.aggregate_faces,
+        aggregate_frames=options.aggregate_frames,
+        threshold_rule=FIXED_RULE if rate is None else options.threshold,
         model_name=checkpoint.name,
         model_config=checkpoint.config,
         data=train_metrics.get("data", {}),
@@ -465,9 +508,8 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         parameters=str(sum(p.numel() for p in checkpoint.net.parameters())),
         producer=f"deepfake {__version__} export.py",
         created=datetime.date.today().isoformat(),
-        threshold_rule="fixed" if rate is None else options.threshold,
     )
-    metadata.update(calibration_metadata(temperature, calibration))
+    metadata.update(calibration_metadata(calibration))
 
     paths, labels, eval_name = eval_samples(options, checkpoint)
     parity_images = evenly(paths, PARITY_IMAGES)
@@ -489,11 +531,13 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
             raise ModelError(
                 f"ONNX output differs from PyTorch by {delta:.2e} > {options.tolerance:.0e}; {out} not written"
             )
-        # The threshold is read off the written file's own p_fake, so its stated FPR holds for every reader of it.
-        p_val = predictor.p_fake(val.batch) if val is not None else None
+        # The threshold is read off the written file's own verdicts (every face of each image, combined by its rule),
+        # so its stated FPR holds for every reader of it.
+        p_val = np.array([v.p_fake for v in predictor.judge_all(val.prepared)]) if val is not None else None
         threshold, threshold_info = choose_threshold(options, val, p_val)
         if p_val is not None:
-            update_metadata(tmp, threshold_metadata(threshold, threshold_info))
+            rates = (threshold_info.get("val_fpr"), threshold_info.get("val_tpr"))
+            update_metadata(tmp, threshold_metadata(threshold, threshold_info["rule"], *rates))
         print(describe_threshold(threshold, threshold_info))
         _replace(tmp, out)
     report = {
@@ -527,10 +571,12 @@ def export_variants(
             "fp16/int8 report their accuracy drop on an evaluation set: give eval_data=<dataset root> "
             "(the run's split.csv was not found next to the checkpoint)"
         )
-    inputs = preprocessed(checkpoint.preprocess, paths, checkpoint.faces)
+    # Every face of each image, combined by the file's rule: the accuracy an app of each file gets.
+    prepared = prepared_images(checkpoint.preprocess, paths, checkpoint.faces)
 
     def scored(path: Path) -> dict:
-        p_fake = Predictor(path, providers=["CPUExecutionProvider"]).p_fake(inputs)
+        verdicts = Predictor(path, providers=["CPUExecutionProvider"]).judge_all(prepared)
+        p_fake = np.array([v.p_fake for v in verdicts])
         return {k: v for k, v in scores(p_fake, labels, threshold).items() if k in ("acc", "auroc")}
 
     base = scored(out)
@@ -598,6 +644,5 @@ def write_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
     prepared.unlink()
     # The quantizer rebuilds the graph; carry the contract over explicitly.
     quantized = onnx.load(dst)
-    del quantized.metadata_props[:]
-    quantized.metadata_props.extend(onnx.load(src).metadata_props)
+    set_metadata(quantized, metadata_of(onnx.load(src)))
     onnx.save(quantized, dst)

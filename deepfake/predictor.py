@@ -4,13 +4,15 @@
     verdict = Predictor("model.onnx").predict("face.jpg")   # Prediction(label='fake', p_fake=0.97, ...)
 
 Every preprocessing value (face stage, input size, colour order, scaling, mean/std,
-labels, threshold) comes from the model file's metadata, written by export.py from the
-same :class:`~deepfake.preprocess.Preprocess` and :class:`~deepfake.faces.FaceStage`
-that training used. p_fake is the file's own ``p_fake`` output, which export.py calibrates
-inside the graph (sigmoid(logit / temperature), the ``temperature`` key), so it is never
-scaled again here. A model trained on faces finds every face in an image and judges
-each; the image is as fake as its most fake face. This module imports numpy, OpenCV,
-dlib and onnxruntime only, so other apps can embed it without torch.
+labels, threshold, aggregation) comes from the model file's metadata (:mod:`deepfake.contract`),
+written by export.py from the same :class:`~deepfake.preprocess.Preprocess` and
+:class:`~deepfake.faces.FaceStage` that training used. p_fake is the file's own ``p_fake``
+output, which export.py calibrates inside the graph (sigmoid(logit / temperature), the
+``temperature`` key), so it is never scaled again here. A model trained on faces finds every
+face in an image and judges each; the file's ``aggregate_faces`` rule makes the image's p_fake
+from theirs (``max``, files without the key included: as fake as its most fake face), and its
+``aggregate_frames`` rule a video's from its frames' (``mean`` by default). This module imports
+numpy, OpenCV, dlib and onnxruntime only, so other apps can embed it without torch.
 """
 
 from __future__ import annotations
@@ -24,14 +26,12 @@ import numpy as np
 import onnxruntime as ort
 
 from deepfake import bundled_file
+from deepfake.contract import aggregate_faces, aggregate_frames, metadata_of, parse_contract
 from deepfake.errors import ModelError, UserError
 from deepfake.faces import Face, FaceStage, face_crops, warm_up
 from deepfake.images import MAX_PIXELS, to_rgb
-from deepfake.preprocess import LABELS, POSITIVE_CLASS, check_threshold, parse_contract
+from deepfake.preprocess import LABELS, POSITIVE_CLASS, Preprocess, check_threshold
 from deepfake.video import DEFAULT_FRAMES, MAX_DURATION_S, sample_frames
-
-# Attention-head models carry their spatial mask as this extra output; metadata key ATTENTION_KEY names it.
-ATTENTION_NAME, ATTENTION_KEY = "attention", "attention_output"
 
 # The bundled model; DEEPFAKE_MODEL points elsewhere without code changes.
 DEFAULT_MODEL = bundled_file("models/default.onnx")
@@ -73,7 +73,7 @@ class FaceVerdict:
 @dataclass(frozen=True)
 class Prediction:
     label: str  # "real" or "fake"
-    p_fake: float  # probability of "fake": with faces, that of the most fake face
+    p_fake: float  # probability of "fake": with faces, theirs combined by the file's rule (max: the most fake face)
     confidence: float  # probability of the predicted label
     faces: tuple[FaceVerdict, ...] = ()  # every face found, largest first
     face_found: bool | None = None  # None: the face stage was off (a whole-image model, or faces=False)
@@ -90,7 +90,7 @@ class Prediction:
 class FramePrediction:
     index: int
     time_s: float
-    p_fake: float | None  # the max over the frame's faces; None when the stage found none here
+    p_fake: float | None  # the frame's faces combined by the file's rule (max: the most fake); None: no face here
     faces: tuple[FaceVerdict, ...] = ()
 
     def to_dict(self) -> dict:
@@ -104,7 +104,8 @@ class FramePrediction:
 
 @dataclass(frozen=True)
 class VideoPrediction(Prediction):
-    """A video's verdict: p_fake is the mean over sampled frames that have a face (every frame without the stage)."""
+    """A video's verdict: p_fake combines, by the file's ``aggregate_frames`` rule (mean by default), the sampled
+    frames that have a face (every frame without the stage)."""
 
     frames: tuple[FramePrediction, ...] = ()
     best_index: int | None = None  # the sampled frame that scored highest (one with a face, if any has)
@@ -112,6 +113,16 @@ class VideoPrediction(Prediction):
 
     def to_dict(self) -> dict:
         return super().to_dict() | {"frames": [frame.to_dict() for frame in self.frames], "best_index": self.best_index}
+
+
+def prepare(rgb: np.ndarray, preprocess: Preprocess, stage: FaceStage | None) -> tuple[list[Face] | None, np.ndarray]:
+    """The faces ``stage`` finds in uint8 RGB ``rgb`` and a model input per face (k, 3, S, S); with no face found,
+    ``[]`` and the whole image as one input; with no stage, ``None`` and the whole image. What the predictor
+    judges, and what export calibrates and picks a threshold on."""
+    found = face_crops(rgb, stage) if stage is not None else None
+    if not found:
+        return found, preprocess(rgb)[None]
+    return [face for face, _ in found], np.stack([preprocess(crop) for _, crop in found])
 
 
 def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSITIVE_CLASS) -> Prediction:
@@ -153,8 +164,8 @@ class Predictor:
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"model file {self.path} cannot be loaded by onnxruntime: {reason}") from exc
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        contract = parse_contract(self.metadata)
+        self.metadata = metadata_of(self.session)
+        self.contract = contract = parse_contract(self.metadata)
         self.preprocess = contract.preprocess
         self.labels = contract.labels
         self.positive_class = contract.positive_class
@@ -162,12 +173,14 @@ class Predictor:
         self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
         # Already applied inside the graph (its p_fake output is sigmoid(logit / T)): informative, never reapplied.
         self.temperature = contract.temperature
-        self.model_name = self.metadata.get("model_name", self.path.stem)
+        # How the faces of an image, and the frames of a video, make one p_fake.
+        self.face_rule, self.frame_rule = contract.aggregate_faces, contract.aggregate_frames
+        self.model_name = contract.model_name or self.path.stem
         self.model_face_stage = self.face_stage = contract.faces  # stage() starts from the model's
         self.face_stage = self.stage(faces)
         if self.face_stage is not None:
-            warm_up()
-        self.attention_name = self.metadata.get(ATTENTION_KEY) or None
+            warm_up(1, self.face_stage)
+        self.attention_name = contract.attention_name
         if self.attention_name and self.attention_name not in {o.name for o in self.session.get_outputs()}:
             raise ModelError(
                 f"model file {self.path}: its metadata names an attention output {self.attention_name!r} "
@@ -191,12 +204,7 @@ class Predictor:
     def inputs(self, image, faces: bool | None = None) -> tuple[list[Face] | None, np.ndarray]:
         """The faces found in one image and a model input per face (k, 3, S, S); with no face found, ``[]`` and
         the whole image as one input; with the stage off, ``None`` and the whole image."""
-        rgb = to_rgb(image)
-        stage = self.stage(faces)
-        found = face_crops(rgb, stage) if stage is not None else None
-        if not found:
-            return found, self.preprocess(rgb)[None]
-        return [face for face, _ in found], np.stack([self.preprocess(crop) for _, crop in found])
+        return prepare(to_rgb(image), self.preprocess, self.stage(faces))
 
     def judge(self, found: list[Face] | None, p: np.ndarray) -> Prediction:
         """The verdict on one image from its faces (see :meth:`inputs`) and their probabilities."""
@@ -206,7 +214,7 @@ class Predictor:
             whole = self.verdict(p[0])
             return Prediction(whole.label, whole.p_fake, whole.confidence, (), False, NO_FACE_NOTE)
         faces = tuple(self._face_verdict(face, q) for face, q in zip(found, p, strict=True))
-        image = self.verdict(float(np.max(p)))
+        image = self.verdict(aggregate_faces(p, self.face_rule))
         return Prediction(image.label, image.p_fake, image.confidence, faces, True)
 
     def _face_verdict(self, face: Face, p: float) -> FaceVerdict:
@@ -272,8 +280,9 @@ class Predictor:
     ) -> VideoPrediction:
         """Judge ``frames`` evenly spaced frames of a video file, one frame in memory at a time.
 
-        A frame scores the max over its faces; the video, the mean over frames with a face. When no sampled
-        frame has one (or the stage is off), whole frames are judged and averaged.
+        A frame scores its faces combined by the file's face rule (max: the most fake); the video, the frames with
+        a face combined by its frame rule (mean by default). When no sampled frame has one (or the stage is off),
+        whole frames are judged and combined by the frame rule.
         """
         judged: list[tuple[FramePrediction, float]] = []  # and the whole frame's p, used only when no face is found
         best_frame, best_index, best_key = None, None, (False, -1.0)
@@ -290,9 +299,10 @@ class Predictor:
         with_face = [f.p_fake for f, _ in judged if f.p_fake is not None]
         stage_on = self.stage(faces) is not None
         if with_face:
-            p_video, face_found, note = float(np.mean(with_face)), (True if stage_on else None), None
+            p_video, face_found, note = aggregate_frames(with_face, self.frame_rule), (True if stage_on else None), None
         else:  # stage on, but no face in any frame: whole frames, flagged
-            p_video, face_found, note = float(np.mean([whole for _, whole in judged])), False, NO_FACE_VIDEO_NOTE
+            whole_frames = [whole for _, whole in judged]
+            p_video, face_found, note = aggregate_frames(whole_frames, self.frame_rule), False, NO_FACE_VIDEO_NOTE
             judged = [(FramePrediction(f.index, f.time_s, whole, ()), whole) for f, whole in judged]
         v = self.verdict(p_video)
         return VideoPrediction(

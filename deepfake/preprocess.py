@@ -1,7 +1,8 @@
-"""The preprocessing contract: how decoded pixels become a model input, and how a model file says so.
+"""The preprocessing: how decoded pixels become a model input, label order, and the checks of a threshold.
 
 The face stage (:mod:`deepfake.faces`) comes first when a model was trained on faces; this module
-turns an image or a face crop into the model's input and writes or reads both in a model file.
+turns an image or a face crop into the model's input. How a model file states all of it is
+:mod:`deepfake.contract`.
 
 Training, export, the predictor and the web app all call these functions, so they cannot
 disagree on colour order, size, scaling, label order or threshold. Decoding lives in
@@ -11,14 +12,12 @@ torch-free predictor can use it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
-from deepfake.errors import ConfigError, ModelError
-from deepfake.faces.detect import FaceStage
+from deepfake.errors import ConfigError
 
 # Fixed once for the whole project: the model outputs the logit of "fake".
 LABELS = ("real", "fake")
@@ -110,99 +109,3 @@ class Preprocess:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         return self.normalise(self.resize(rgb))
-
-
-# ---------------------------------------------------------------------------
-# The contract as ONNX metadata_props: flat string keys, JSON values where structured.
-# export.py writes it; the torch-free predictor reads it back and hard-codes nothing.
-
-CONTRACT_VERSION = "1"
-INPUT_NAME, OUTPUT_NAME, LOGIT_NAME = "image", "p_fake", "logit"
-
-
-def contract_metadata(
-    preprocess: Preprocess,
-    threshold: float = DEFAULT_THRESHOLD,
-    faces: FaceStage | None = None,
-    *,
-    temperature: float | None = None,
-    **extra,
-) -> dict[str, str]:
-    """The strings export.py stores in ``metadata_props``; ``extra`` values are JSON-encoded. ``faces``: the face
-    stage the model was trained with (``face_*`` keys); a file without them is read on whole images.
-    ``temperature``: the T of the graph's p_fake = sigmoid(logit / T) (temperature scaling); a file without
-    the key was exported before calibration and has T = 1."""
-    threshold = check_threshold(threshold)
-    output = f"{OUTPUT_NAME}: probability of {POSITIVE_CLASS!r}, shape (batch,); {LOGIT_NAME}: its logit"
-    if temperature is not None:
-        temperature = check_temperature(temperature)
-        # The logit output stays the network's own, so the stored T says how the two outputs relate.
-        output = (
-            f"{OUTPUT_NAME}: probability of {POSITIVE_CLASS!r}, sigmoid({LOGIT_NAME} / temperature), shape (batch,); "
-            f"{LOGIT_NAME}: the network's logit, before temperature scaling"
-        )
-    meta = {
-        "deepfake.contract": CONTRACT_VERSION,
-        "labels": json.dumps(list(LABELS)),
-        "positive_class": POSITIVE_CLASS,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "output": output,
-        "input_layout": "NCHW",
-        "input_size": str(preprocess.image_size),
-        "colour_order": preprocess.colour,
-        "resize": preprocess.interpolation,
-        "scale": repr(preprocess.scale),
-        "mean": json.dumps(preprocess.mean),
-        "std": json.dumps(preprocess.std),
-        "threshold": repr(float(threshold)),
-        **(faces.metadata() if faces is not None else {}),
-    }
-    if temperature is not None:
-        meta["temperature"] = repr(temperature)
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
-    return meta
-
-
-@dataclass(frozen=True)
-class Contract:
-    preprocess: Preprocess
-    labels: tuple[str, str]
-    positive_class: str
-    threshold: float
-    input_name: str
-    output_name: str
-    faces: FaceStage | None = None  # None: the model reads whole images
-    temperature: float = 1.0  # the graph's p_fake is sigmoid(logit / temperature); 1: not calibrated
-
-
-def parse_contract(meta: dict[str, str]) -> Contract:
-    """Read a model file's metadata_props back; ModelError names what is missing or wrong."""
-    if meta.get("deepfake.contract") != CONTRACT_VERSION:
-        raise ModelError(
-            "not a deepfake model file: its metadata lacks the preprocessing contract "
-            f"(deepfake.contract={meta.get('deepfake.contract')!r}); export it with export.py"
-        )
-    try:
-        labels = tuple(json.loads(meta["labels"]))
-        positive = meta["positive_class"]
-        if len(labels) != 2 or positive not in labels:
-            raise ValueError(f"labels {labels} with positive class {positive!r}")
-        preprocess = Preprocess(
-            int(meta["input_size"]),
-            tuple(json.loads(meta["mean"])),
-            tuple(json.loads(meta["std"])),
-            colour=meta["colour_order"],
-            scale=float(meta["scale"]),
-            interpolation=meta["resize"],
-        )
-        threshold = check_threshold(meta["threshold"])
-        faces = FaceStage.from_metadata(meta)
-        temperature = check_temperature(meta.get("temperature", 1.0))
-        return Contract(
-            preprocess, labels, positive, threshold, meta["input_name"], meta["output_name"], faces, temperature
-        )
-    except KeyError as exc:
-        raise ModelError(f"model metadata lacks {exc.args[0]!r}; re-export the model with export.py") from exc
-    except (ValueError, TypeError, ConfigError) as exc:
-        raise ModelError(f"model metadata is invalid: {exc}") from exc

@@ -191,13 +191,14 @@ def faces_model(tmp_path_factory) -> Path:
     of it with the default stage's metadata added (same weights)."""
     import onnx
 
+    from deepfake.contract import face_metadata
     from deepfake.faces import FaceStage
     from deepfake.predictor import DEFAULT_MODEL
 
     model = onnx.load(DEFAULT_MODEL)
     if any(p.key == "face_detector" for p in model.metadata_props):
         return Path(DEFAULT_MODEL)
-    for key, value in FaceStage().metadata().items():
+    for key, value in face_metadata(FaceStage()).items():
         model.metadata_props.add(key=key, value=value)
     path = tmp_path_factory.mktemp("faces_model") / "faces.onnx"
     onnx.save(model, path)

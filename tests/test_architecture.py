@@ -21,8 +21,16 @@ LAYERS = [
         "deepfake.faces.dataset",
         "deepfake.faces.landmarks",
     },
+    # The model-file contract states the preprocessing and the face stage, so it sits right above both.
+    {"deepfake.contract"},
     {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi"},
-    {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.faces.pool", "deepfake.images"},
+    {
+        "deepfake.faces.detect",
+        "deepfake.faces.mesh",
+        "deepfake.faces.drawing",
+        "deepfake.faces.pool",
+        "deepfake.images",
+    },
     {"deepfake.errors"},
 ]
 

@@ -12,6 +12,7 @@ from conftest import export_cfg
 from torchmetrics.functional import classification as F
 
 from deepfake import export as export_mod
+from deepfake.contract import LOGIT_NAME, OUTPUT_NAME
 from deepfake.datasets import find_samples
 from deepfake.errors import ConfigError
 from deepfake.evaluate import evaluate
@@ -26,7 +27,6 @@ from deepfake.metrics import (
     threshold_at_fpr,
 )
 from deepfake.predictor import Predictor
-from deepfake.preprocess import LOGIT_NAME, OUTPUT_NAME
 from deepfake.training import load_checkpoint
 
 

@@ -12,6 +12,7 @@ from conftest import FACES_MINI, ROOT, make_image, make_net
 from torch import nn
 
 from deepfake import explain
+from deepfake.contract import contract_metadata
 from deepfake.errors import UserError
 from deepfake.explain import explain_checkpoint, explain_onnx, feature_layer, supported_methods
 from deepfake.export import write_onnx
@@ -19,7 +20,7 @@ from deepfake.infer import main as infer_main
 from deepfake.models import attention as attention_mod
 from deepfake.models import create_model
 from deepfake.predictor import Predictor
-from deepfake.preprocess import Preprocess, contract_metadata
+from deepfake.preprocess import Preprocess
 from deepfake.training import Checkpoint, load_checkpoint
 
 SIZE = 64

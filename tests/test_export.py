@@ -12,12 +12,13 @@ from conftest import export_cfg, make_image
 from torch import nn
 
 from deepfake import export as export_mod
+from deepfake.contract import contract_metadata
 from deepfake.data import ImageDataset
 from deepfake.datasets import Sample
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.predictor import Predictor
-from deepfake.preprocess import Preprocess, contract_metadata
+from deepfake.preprocess import Preprocess
 from deepfake.training import load_checkpoint, resolve_checkpoint
 
 
