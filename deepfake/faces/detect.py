@@ -65,9 +65,10 @@ class FaceStage:
     fallback_score: float = 0.25  # no face above min_score: the best candidate above this one is taken
     nms_iou: float = 0.3  # candidates overlapping more than this are one face
     tile_above: float = 2.5  # search tiles too when the longer side exceeds this many model inputs (0: never)
-    tile_overlap: float = 0.25  # neighbouring tiles overlap by this share of a tile
-    big_face: float = 0.3  # no tiles when the whole-image pass found a face this share of the shorter side
-    refine_below: float = 0.35  # a face narrower than this share of the whole-image input gets a second look
+    tile_overlap: float = 0.5  # neighbouring tiles overlap by this share of a tile
+    big_face: float = 0.5  # no tiles when the whole-image pass found a face this share of the shorter side
+    refine_below: float = 0.35  # a face narrower than this share of the longer side gets a second look ...
+    presence: float = 0.5  # ... and must score this in the face mesh's face-presence output (0: no check)
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -113,6 +114,7 @@ class FaceStage:
                 (0 <= self.tile_overlap < 1, f"face tile_overlap={self.tile_overlap} must be in [0, 1)"),
                 (0 < self.big_face <= 1, f"face big_face={self.big_face} must be in (0, 1]"),
                 (0 <= self.refine_below <= 1, f"face refine_below={self.refine_below} must be in [0, 1]"),
+                (0 <= self.presence < 1, f"face presence={self.presence} must be in [0, 1)"),
             ]
         for ok, message in checks:
             if not ok:
@@ -203,6 +205,7 @@ def find_faces(rgb: np.ndarray, stage: FaceStage) -> list[Face]:
             tile_overlap=stage.tile_overlap,
             big_face=stage.big_face,
             refine_below=stage.refine_below,
+            presence=stage.presence,
         )
         faces = []
         for detection in found:

@@ -133,6 +133,19 @@ class FaceMesh:
         return results
 
 
+def presence(crops: Sequence[np.ndarray], threads: int = 1, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """The face-presence probability of each uint8 RGB crop: how sure the mesh is that a face fills it."""
+    model = load(threads)
+    for crop in crops:
+        _check(crop)
+    scores = []
+    for start in range(0, len(crops), max(1, batch_size)):
+        batch = np.stack([_input(crop) for crop in crops[start : start + max(1, batch_size)]])
+        _, logits = model.session.run(model.output_names, {model.input_name: batch})
+        scores.append(1 / (1 + np.exp(-np.clip(logits.reshape(len(batch)), -60, 60).astype(np.float64))))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
 def _check(crop: np.ndarray) -> None:
     if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
         got = f"{getattr(crop, 'dtype', type(crop).__name__)} of shape {getattr(crop, 'shape', None)}"

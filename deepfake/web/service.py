@@ -183,9 +183,10 @@ class Service:
         except ModelError as exc:
             self.unavailable = str(exc)
             log.error("model not loaded: %s", exc)
-        # Built now, not by the first requests: one per request thread, each about a second to build (and
-        # even for a whole-image model, since ?faces=on turns the face stage on).
-        warm_up(face_detectors)
+        # Loaded now, not by the first requests: the model's detector (a dlib_hog model: one per request thread,
+        # each about a second to build), and even for a whole-image model, since ?faces=on turns the stage on.
+        stage = self.predictor.stage(True) if self.predictor else None
+        warm_up(face_detectors, stage)
 
     @property
     def model_name(self) -> str | None:
