@@ -65,6 +65,7 @@ class FaceConfig:  # the fields of deepfake.faces.FaceStage but its detector, wh
     tile_above: float = MISSING
     tile_overlap: float = MISSING
     big_face: float = MISSING
+    sure_score: float = MISSING
     refine_below: float = MISSING
     presence: float = MISSING
     # dlib

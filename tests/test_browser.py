@@ -37,8 +37,10 @@ def model(tmp_path_factory) -> Path:
     if Predictor(bundled).model_face_stage is not None:
         return bundled
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[dev]')")
+    from deepfake.contract import face_metadata
+
     proto = onnx.load(str(bundled))
-    for key, value in FaceStage().metadata().items():
+    for key, value in face_metadata(FaceStage()).items():
         proto.metadata_props.add(key=key, value=value)
     path = tmp_path_factory.mktemp("model") / "faces.onnx"
     onnx.save(proto, str(path))

@@ -3,24 +3,27 @@
 import json
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
 import yaml
 from conftest import FACES_MINI, ROOT, draw_face, face_photo
 
-from deepfake.errors import ConfigError, ModelError
+from deepfake.errors import ConfigError
 from deepfake.faces import Face, FaceStage, crop_face, face_crops, find_faces, main_face
 from deepfake.faces.dataset import crop_dataset
 from deepfake.images import encode_image, read_image
 
-STAGE = FaceStage()
+STAGE = FaceStage()  # BlazeFace
+HOG = FaceStage(detector="dlib_hog")  # the stage of models exported before BlazeFace
+BOTH = pytest.mark.parametrize("stage", [STAGE, HOG], ids=["blazeface", "dlib_hog"])
 
 
-def test_every_drawn_face_is_found_where_it_was_drawn():
+@BOTH
+def test_every_drawn_face_is_found_where_it_was_drawn(stage):
     image = face_photo([(20, 20, 200), (260, 20, 200)], shape=(240, 480))
-    faces = find_faces(image, STAGE)
+    faces = find_faces(image, stage)
     assert len(faces) == 2
     for face, left in zip(sorted(faces, key=lambda f: f.x), (20, 260), strict=True):
         # The box sits inside the drawn square, around its centre.
@@ -28,32 +31,34 @@ def test_every_drawn_face_is_found_where_it_was_drawn():
         assert abs(face.x + face.w / 2 - (left + 100)) < 25 and abs(face.y + face.h / 2 - 120) < 35
 
 
-def test_no_face_in_a_plain_image():
-    assert find_faces(np.full((200, 300, 3), 120, np.uint8), STAGE) == []
+@BOTH
+def test_no_face_in_a_plain_image(stage):
+    assert find_faces(np.full((200, 300, 3), 120, np.uint8), stage) == []
 
 
-def test_a_tight_crop_is_found_by_the_padded_second_search():
+def test_a_tight_crop_is_found_by_hogs_padded_second_search():
     tight = draw_face(200)[30:190, 40:160]  # the face touches the border: HOG needs context around it
-    no_padding = FaceStage(pad=0.0)
+    no_padding = FaceStage(detector="dlib_hog", pad=0.0)
     assert find_faces(tight, no_padding) == []
-    faces = find_faces(tight, STAGE)
+    faces = find_faces(tight, HOG)
     assert len(faces) == 1
     # The box is in the crop's own pixels, clipped to it.
     face = faces[0]
     assert face.x >= 0 and face.y >= 0 and face.x + face.w <= 120 and face.y + face.h <= 160
 
 
-def test_a_face_too_small_for_the_first_search_is_found_by_the_larger_second_one():
+def test_a_face_too_small_for_hogs_first_search_is_found_by_the_larger_second_one():
     image = face_photo([(300, 200, 170)], shape=(520, 760))  # ~110 px box: 37 px in a 256 px copy, HOG needs 80
-    assert find_faces(image, FaceStage(second_size=0)) == []
-    [face] = find_faces(image, STAGE)
+    assert find_faces(image, FaceStage(detector="dlib_hog", second_size=0)) == []
+    [face] = find_faces(image, HOG)
     assert 300 <= face.x and face.x + face.w <= 470 and 200 <= face.y and face.y + face.h <= 370
 
 
-def test_faces_below_min_size_are_ignored():
+@BOTH
+def test_faces_below_min_size_are_ignored(stage):
     image = face_photo([(20, 20, 200)], shape=(240, 480))
-    side = find_faces(image, STAGE)[0].w
-    assert find_faces(image, FaceStage(min_size=side + 1)) == []
+    side = find_faces(image, stage)[0].w
+    assert find_faces(image, replace(stage, min_size=side + 1)) == []
 
 
 def test_crop_is_a_square_of_margin_times_the_box_padded_black_outside_the_image():
@@ -69,7 +74,7 @@ def test_crop_is_a_square_of_margin_times_the_box_padded_black_outside_the_image
 
 def test_main_face_is_the_largest_face_or_the_whole_image():
     image = face_photo([(10, 20, 160), (230, 10, 220)], shape=(240, 480))
-    native = FaceStage(detect_size=480)  # searched at full size, so the smaller face is found too
+    native = FaceStage(detector="dlib_hog", detect_size=480)  # searched at full size: the smaller face is found too
     found = face_crops(image, native)
     assert len(found) == 2 and found[0][0].w > found[1][0].w and found[0][0].x > 230
     assert np.array_equal(main_face(image, native), found[0][1])
@@ -79,24 +84,31 @@ def test_main_face_is_the_largest_face_or_the_whole_image():
 
 
 def test_stage_settings_are_checked():
-    bad_settings = ({"margin": 0.9}, {"detect_size": 40}, {"second_size": 200}, {"upsample": 3}, {"pad": 2})
-    for bad in (*bad_settings, {"detector": "mtcnn"}):
+    hog_bad = ({"detect_size": 40}, {"second_size": 200}, {"upsample": 3}, {"pad": 2})
+    blazeface_bad = ({"model": "huge"}, {"min_score": 1.0}, {"fallback_score": 0.9}, {"tile_overlap": 1.0})
+    for bad in ({"margin": 0.9}, {"detector": "mtcnn"}, {"min_size": "many"}, *blazeface_bad):
         with pytest.raises(ConfigError):
             FaceStage(**bad)
+    for bad in hog_bad:
+        with pytest.raises(ConfigError):
+            FaceStage(detector="dlib_hog", **bad)
+        FaceStage(**bad)  # another detector's setting is not read, so not checked
     with pytest.raises(ConfigError, match="fallback_threshold"):
-        FaceStage(threshold=-1.0, fallback_threshold=0.0)
+        FaceStage(detector="dlib_hog", threshold=-1.0, fallback_threshold=0.0)
     with pytest.raises(ConfigError, match="unknown face setting"):
         FaceStage.from_dict({"marg": 1.3})
 
 
-def test_metadata_round_trip_and_a_model_without_the_stage():
-    stage = FaceStage(margin=1.5, upsample=1, min_size=24)
-    meta = stage.metadata()
-    assert {"face_detector", "face_margin", "face_upsample", "face_min_size"} <= set(meta)
-    assert FaceStage.from_metadata(meta) == stage
-    assert FaceStage.from_metadata({"input_size": "64"}) is None
-    with pytest.raises(ModelError, match="face stage"):
-        FaceStage.from_metadata({**meta, "face_margin": "0.5"})
+def test_a_stage_records_only_its_own_detectors_settings():
+    hog, blazeface = HOG.to_dict(), STAGE.to_dict()
+    # A dlib_hog stage records exactly the keys models exported before BlazeFace carry: their crop caches stay valid.
+    assert set(hog) == {"detector", "margin", "min_size", "detect_size", "second_size", "upsample", "threshold"} | {
+        "pad",
+        "fallback_threshold",
+    }
+    assert "model" in blazeface and "detect_size" not in blazeface
+    assert FaceStage.from_dict(hog) == HOG and FaceStage.from_dict(blazeface) == STAGE
+    assert HOG.key() != STAGE.key()
 
 
 def test_the_training_config_defaults_are_the_stage_defaults():
@@ -202,7 +214,7 @@ def test_the_command_line_refuses_a_missing_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def face_run(tmp_path_factory):
-    """A tiny model trained with data.faces=dlib on drawn faces (fakes noisy), and one image without a face."""
+    """A tiny model trained with data.faces=blazeface on drawn faces (fakes noisy), and one image without a face."""
     from conftest import compose_train
 
     from deepfake.training import train
@@ -220,7 +232,7 @@ def face_run(tmp_path_factory):
     cfg = compose_train(
         f"run_dir={run}",
         f"data.root={data}",
-        "data.faces=dlib",
+        "data.faces=blazeface",
         f"data.face_cache={tmp / 'cache'}",
         "data.no_face=drop",
         "trainer=cpu",
@@ -274,7 +286,7 @@ def test_training_and_the_predictor_feed_the_model_the_same_pixels(face_run, tmp
         val_fraction=0.2,
         test_fraction=0.2,
         seed=cfg.seed,
-        faces=face_stage("dlib", {}),
+        faces=face_stage("blazeface", {}),
         face_cache=str(cfg.data.face_cache),
         no_face="drop",
     )
@@ -325,9 +337,8 @@ def test_every_face_gets_a_verdict_and_the_most_fake_one_decides(faces_model):
     assert prediction.face_found is True and len(prediction.faces) == 2 and prediction.note is None
     assert prediction.p_fake == max(face.p_fake for face in prediction.faces)
     # Each face's score is the model's score of its crop alone.
-    for face in prediction.faces:
-        x, y, w, h = face.box
-        crop = crop_face(image, Face(x, y, w, h, 0.0), predictor.face_stage.margin)
+    for face, (found, crop) in zip(prediction.faces, face_crops(image, predictor.face_stage), strict=True):
+        assert face.box == found.box
         assert face.p_fake == pytest.approx(float(predictor.p_fake(predictor.model_input(crop)[None])[0]), abs=1e-6)
         assert face.label == ("fake" if face.p_fake >= predictor.threshold else "real")
     # The batch path agrees with the one-image path.
@@ -400,7 +411,7 @@ def test_the_bundled_model_records_the_face_stage():
     from deepfake.predictor import Predictor
 
     predictor = Predictor()
-    assert predictor.face_stage is not None and predictor.face_stage.detector == "dlib_hog"
+    assert predictor.face_stage is not None and predictor.face_stage.detector == "blazeface"
 
 
 @needs_faces_mini

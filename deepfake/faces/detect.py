@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from deepfake.errors import ConfigError, ModelError
+from deepfake.errors import ConfigError
 from deepfake.faces import blazeface, hog
 from deepfake.faces.align import aligned_crop
 
@@ -47,7 +47,8 @@ DETECTOR_FIELDS = {
 
 @dataclass(frozen=True)
 class FaceStage:
-    """Settings of the face stage; a model file records those of its detector (``face_*`` metadata keys)."""
+    """Settings of the face stage; a model file records those of its detector (``face_*`` keys, written and read by
+    :mod:`deepfake.contract`)."""
 
     detector: str = DETECTOR
     margin: float = 1.3  # crop side / face side (the DFDC winner's margin)
@@ -66,7 +67,8 @@ class FaceStage:
     nms_iou: float = 0.3  # candidates overlapping more than this are one face
     tile_above: float = 2.5  # search tiles too when the longer side exceeds this many model inputs (0: never)
     tile_overlap: float = 0.5  # neighbouring tiles overlap by this share of a tile
-    big_face: float = 0.5  # no tiles when the whole-image pass found a face this share of the shorter side
+    big_face: float = 0.5  # no tiles when the whole-image pass found a face this share of the shorter side ...
+    sure_score: float = 0.75  # ... scoring at least this
     refine_below: float = 0.35  # a face narrower than this share of the longer side gets a second look ...
     presence: float = 0.5  # ... and must score this in the face mesh's face-presence output (0: no check)
 
@@ -113,6 +115,7 @@ class FaceStage:
                 (self.tile_above == 0 or self.tile_above >= 1, f"face tile_above={self.tile_above} must be 0 or >= 1"),
                 (0 <= self.tile_overlap < 1, f"face tile_overlap={self.tile_overlap} must be in [0, 1)"),
                 (0 < self.big_face <= 1, f"face big_face={self.big_face} must be in (0, 1]"),
+                (0 < self.sure_score <= 1, f"face sure_score={self.sure_score} must be in (0, 1]"),
                 (0 <= self.refine_below <= 1, f"face refine_below={self.refine_below} must be in [0, 1]"),
                 (0 <= self.presence < 1, f"face presence={self.presence} must be in [0, 1)"),
             ]
@@ -137,22 +140,6 @@ class FaceStage:
     def key(self) -> str:
         """A short stable name of these settings, for caches of crops."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-
-    # The stage as ONNX metadata_props: one "face_<field>" key per setting.
-    def metadata(self) -> dict[str, str]:
-        return {f"face_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in self.to_dict().items()}
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, str]) -> FaceStage | None:
-        """The stage a model file records, or None for a model that reads whole images."""
-        if "face_detector" not in meta:
-            return None
-        text = {f.name for f in fields(cls) if isinstance(f.default, str)}
-        try:
-            values = {f.name: meta[f"face_{f.name}"] for f in fields(cls) if f"face_{f.name}" in meta}
-            return cls(**{k: v if k in text else json.loads(v) for k, v in values.items()})
-        except (ValueError, TypeError, ConfigError) as exc:
-            raise ModelError(f"model metadata has an invalid face stage: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -204,6 +191,7 @@ def find_faces(rgb: np.ndarray, stage: FaceStage) -> list[Face]:
             tile_above=stage.tile_above,
             tile_overlap=stage.tile_overlap,
             big_face=stage.big_face,
+            sure_score=stage.sure_score,
             refine_below=stage.refine_below,
             presence=stage.presence,
         )
