@@ -9,6 +9,11 @@ metadata; speed does not depend on the weights). For the bundled model also the
 end-to-end ``Predictor.predict`` on the bytes of a 256x256 JPEG, decoding included,
 and the GFLOP/s reached at batch 64 against the machine's fp32 peak.
 
+The face stage, BlazeFace against dlib's HOG side by side in one run, one thread, medians: the stage alone
+(find and cut every face) on a 256 px face crop and on the 640x480 photo below, and ``Predictor.predict`` on
+the crop's JPEG with the stage on against off (each detector's stage written into a copy of the model file).
+``--faces-only`` prints just that.
+
 And the face target: ``Predictor.predict`` on a 640x480 JPEG with one face (a faces-mini
 face upscaled to 400 px in a blurred copy of itself, or a drawn face when faces-mini is
 absent; the photo http_bench.py --mode photo posts), decode to verdict with the face
@@ -37,8 +42,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from http_bench import photo_jpeg  # noqa: E402  (the photo http_bench.py --mode photo posts)
 
-from deepfake.contract import contract_metadata  # noqa: E402
+from deepfake.contract import contract_metadata, face_metadata, metadata_of, set_metadata  # noqa: E402
 from deepfake.export import write_onnx  # noqa: E402
+from deepfake.faces import FaceStage, face_crops  # noqa: E402
+from deepfake.faces.detect import DETECTORS  # noqa: E402
+from deepfake.images import decode_image  # noqa: E402
 from deepfake.models import create_model  # noqa: E402
 from deepfake.predictor import DEFAULT_MODEL, Predictor  # noqa: E402
 from deepfake.preprocess import Preprocess  # noqa: E402
@@ -51,6 +59,8 @@ TARGET_PREDICT_MS = 2.5
 REFERENCE_PREDICT_MS = 47.0
 # The face stage's target: a 640x480 JPEG with one face, decode to verdict in Predictor.predict.
 TARGET_FACE_PREDICT_MS = 15.0
+# Issue 21's targets for the stage alone, one thread, and for the predictor with it on a face crop.
+TARGET_STAGE_CROP_MS, TARGET_STAGE_PHOTO_MS, TARGET_FACES_ON_RATIO = 2.0, 4.0, 2.0
 WARMUP_CALLS = 5  # untimed calls before the face target's timed ones
 
 
@@ -158,6 +168,80 @@ def face_target(predictor: Predictor, runs: int, min_time: float) -> dict:
     return row
 
 
+def with_stage(model: Path, stage: FaceStage, out: Path) -> Path:
+    """A copy of ``model`` whose contract names ``stage`` (same weights, same threshold)."""
+    import onnx
+
+    proto = onnx.load(model)
+    meta = {k: v for k, v in metadata_of(proto).items() if not k.startswith("face_")} | face_metadata(stage)
+    set_metadata(proto, meta)
+    onnx.save(proto, out)
+    return out
+
+
+def face_stages(model: Path, runs: int, min_time: float) -> list[dict]:
+    """BlazeFace and dlib_hog side by side: the stage alone on a crop and a photo, and the predictor on the crop."""
+    crop_jpeg = jpeg_bytes()
+    photo, what = photo_jpeg()
+    crop_rgb, photo_rgb = decode_image(crop_jpeg), decode_image(photo)
+    cv2.setNumThreads(1)  # one thread, as each web worker thread and each data-loader process runs it
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for detector in DETECTORS:
+            stage = FaceStage(detector=detector)
+            predictor = Predictor(with_stage(model, stage, Path(tmp) / f"{detector}.onnx"), threads=1)
+
+            def median_ms(fn) -> float:
+                return 1e3 * median_seconds(fn, runs=runs, min_time=min_time, warmup=WARMUP_CALLS)
+
+            rows.append(
+                {
+                    "detector": detector,
+                    "crop_faces": len(face_crops(crop_rgb, stage)),
+                    "photo_faces": len(face_crops(photo_rgb, stage)),
+                    "stage_crop_ms": median_ms(lambda stage=stage: face_crops(crop_rgb, stage)),
+                    "stage_photo_ms": median_ms(lambda stage=stage: face_crops(photo_rgb, stage)),
+                    "predict_on_ms": median_ms(lambda p=predictor: p.predict(crop_jpeg, faces=True)),
+                    "predict_off_ms": median_ms(lambda p=predictor: p.predict(crop_jpeg, faces=False)),
+                    "photo": what,
+                    "crop": f"{crop_rgb.shape[1]}x{crop_rgb.shape[0]}",
+                }
+            )
+    cv2.setNumThreads(0)
+    return rows
+
+
+def print_face_stages(rows: list[dict]) -> None:
+    first = rows[0]
+    print(f"\nface stage, one thread, median ms (crop: a {first['crop']} faces-mini JPEG; photo: {first['photo']}):")
+    print(
+        f"{'detector':<11}{'faces':>7}{'stage crop':>12}{'stage photo':>13}{'predict on':>12}{'predict off':>13}"
+        f"{'on/off':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['detector']:<11}{r['crop_faces']:>4}/{r['photo_faces']:<2}{r['stage_crop_ms']:>12.3f}"
+            f"{r['stage_photo_ms']:>13.3f}{r['predict_on_ms']:>12.3f}{r['predict_off_ms']:>13.3f}"
+            f"{r['predict_on_ms'] / r['predict_off_ms']:>7.2f}x"
+        )
+    new, hog = rows[0], rows[1]
+    ratio = new["predict_on_ms"] / new["predict_off_ms"]
+    checks = (
+        (f"stage on the crop <= {TARGET_STAGE_CROP_MS:g} ms", new["stage_crop_ms"], TARGET_STAGE_CROP_MS, "ms"),
+        (f"stage on the photo <= {TARGET_STAGE_PHOTO_MS:g} ms", new["stage_photo_ms"], TARGET_STAGE_PHOTO_MS, "ms"),
+        (f"predict on/off <= {TARGET_FACES_ON_RATIO:g}x", ratio, TARGET_FACES_ON_RATIO, "x"),
+    )
+    print(f"targets ({new['detector']}):")
+    for name, value, target, unit in checks:
+        print(f"  {name:<30}{value:8.3f} {unit:<3}{'met' if value <= target else 'MISSED'}")
+    print(
+        f"  against {hog['detector']} in this run: the stage "
+        f"{hog['stage_crop_ms'] / new['stage_crop_ms']:.1f}x faster on the crop, "
+        f"{hog['stage_photo_ms'] / new['stage_photo_ms']:.1f}x on the photo; predict on the crop "
+        f"{hog['predict_on_ms'] / new['predict_on_ms']:.1f}x faster"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX file from export.py")
@@ -166,6 +250,9 @@ def main() -> None:
         "--frontier", action="store_true", help="also time the bundled architecture at other widths (speed vs width)"
     )
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds spent timing each figure")
+    parser.add_argument(
+        "--faces-only", action="store_true", help="only the face stage section (BlazeFace against dlib_hog)"
+    )
     parser.add_argument(
         "--face-runs", type=int, default=100, help="calls timed at least, per path, for the face target (default: 100)"
     )
@@ -188,6 +275,9 @@ def main() -> None:
         f"onnxruntime threads {args.ort_threads or 'auto'}; load average {os.getloadavg()[0]:.2f} "
         "(other work on the cores slows every figure)"
     )
+    print_face_stages(face_stages(args.model, args.face_runs, args.min_time / 2))
+    if args.faces_only:
+        return
     predictor = Predictor(args.model, providers=["CPUExecutionProvider"], threads=args.ort_threads)
     jpeg = jpeg_bytes()
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)

@@ -24,13 +24,10 @@ LAYERS = [
     # The model-file contract states the preprocessing and the face stage, so it sits right above both.
     {"deepfake.contract"},
     {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi"},
-    {
-        "deepfake.faces.detect",
-        "deepfake.faces.mesh",
-        "deepfake.faces.drawing",
-        "deepfake.faces.pool",
-        "deepfake.images",
-    },
+    {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.faces.pool", "deepfake.images"},
+    # The face stage's parts: the detectors, then what they use (aligned crops, the face mesh).
+    {"deepfake.faces.blazeface", "deepfake.faces.hog"},
+    {"deepfake.faces.align", "deepfake.faces.mesh"},
     {"deepfake.errors"},
 ]
 

@@ -28,7 +28,8 @@ ENV = {
     "MAX_FILES": ("DEEPFAKE_MAX_FILES", int),  # images per request
     "KEEP_UPLOADS": ("DEEPFAKE_KEEP_UPLOADS", str),  # folder to save accepted uploads in; empty: keep nothing
     "ORT_THREADS": ("DEEPFAKE_ORT_THREADS", int),  # onnxruntime threads per process; 0: one per core
-    "FACE_DETECTORS": ("DEEPFAKE_FACE_DETECTORS", int),  # dlib detectors built at start: one per request thread
+    # dlib detectors built at start for a dlib_hog model, one per request thread (BlazeFace: one shared session)
+    "FACE_DETECTORS": ("DEEPFAKE_FACE_DETECTORS", int),
     "LOG_LEVEL": ("DEEPFAKE_LOG_LEVEL", str),  # INFO: one line per request; WARNING: errors only
 }
 
