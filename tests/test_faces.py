@@ -107,6 +107,8 @@ def test_a_stage_records_only_its_own_detectors_settings():
         "fallback_threshold",
     }
     assert "model" in blazeface and "detect_size" not in blazeface
+    # Every setting is recorded by the detector that reads it: one left out would not reach the model file.
+    assert set(hog) | set(blazeface) == {f.name for f in fields(FaceStage)}
     assert FaceStage.from_dict(hog) == HOG and FaceStage.from_dict(blazeface) == STAGE
     assert HOG.key() != STAGE.key()
 

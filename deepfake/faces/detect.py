@@ -40,7 +40,9 @@ DETECTOR_FIELDS = {
         "tile_above",
         "tile_overlap",
         "big_face",
+        "sure_score",
         "refine_below",
+        "presence",
     ),
 }
 
