@@ -244,7 +244,7 @@ def detect(
     model: str = "short_range",
     min_score: float = 0.5,
     fallback_score: float = 0.25,
-    iou: float = 0.3,
+    nms_iou: float = 0.3,
     tile_above: float = 2.5,
     tile_overlap: float = 0.5,
     big_face: float = 0.5,
@@ -262,7 +262,7 @@ def detect(
     whole = ((width - longer) // 2, (height - longer) // 2, longer)
     candidates = _in_image(net([_square(rgb, *whole, size)], fallback_score)[0], whole)
     found = candidates.above(min_score)
-    faces = weighted_nms(found, iou)
+    faces = weighted_nms(found, nms_iou)
     tiled = tile_above > 0 and longer > tile_above * size
     tiled = tiled and not any(d.box[2] - d.box[0] >= big_face * shorter and d.score >= sure_score for d in faces)
     if tiled:
@@ -270,16 +270,16 @@ def detect(
         regions = [(x, y, side) for x, y in tiles(width, height, side, tile_overlap)]
         per_tile = net([_square(rgb, *region, size) for region in regions], min_score)
         found = Candidates.concat([found, *(_in_image(c, r) for c, r in zip(per_tile, regions, strict=True))])
-        faces = weighted_nms(found, iou)
+        faces = weighted_nms(found, nms_iou)
     looked = [k for k, d in enumerate(faces) if tiled or d.box[2] - d.box[0] < refine_below * longer]
     if looked:
         confirmed = [d for d in _look_again(net, rgb, [faces[k] for k in looked], min_score, presence) if d]
         faces = [d for k, d in enumerate(faces) if k not in looked] + confirmed
         # Two looks at one face (found twice, or a loose box around it) now share its box: keep the surer one.
         # Never average them: a look that started from a bad box may have the face's eyes the wrong way round.
-        faces = _best_of_overlapping(faces, iou)
+        faces = _best_of_overlapping(faces, nms_iou)
     if not faces and not tiled and len(candidates.scores):
-        faces = weighted_nms(candidates, iou)[:1]
+        faces = weighted_nms(candidates, nms_iou)[:1]
     return faces
 
 

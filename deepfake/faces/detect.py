@@ -184,19 +184,7 @@ def find_faces(rgb: np.ndarray, stage: FaceStage) -> list[Face]:
         settings = {name: getattr(stage, name) for name in (*DETECTOR_FIELDS[DLIB_HOG], "min_size")}
         faces = [Face(*found) for found in hog.find(rgb, **settings)]
     else:
-        found = blazeface.detect(
-            rgb,
-            model=stage.model,
-            min_score=stage.min_score,
-            fallback_score=stage.fallback_score,
-            iou=stage.nms_iou,
-            tile_above=stage.tile_above,
-            tile_overlap=stage.tile_overlap,
-            big_face=stage.big_face,
-            sure_score=stage.sure_score,
-            refine_below=stage.refine_below,
-            presence=stage.presence,
-        )
+        found = blazeface.detect(rgb, **{name: getattr(stage, name) for name in DETECTOR_FIELDS[BLAZEFACE]})
         faces = []
         for detection in found:
             x, y, w, h = _clipped(detection.box, width, height)
