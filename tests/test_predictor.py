@@ -157,7 +157,7 @@ def test_bundled_model_is_small_self_describing_and_used_by_default():
     assert json.loads(predictor.metadata["test_metrics"])["auroc"] > 0.7
     # Calibrated, with its threshold chosen for a stated false-positive rate (export.py threshold=fpr:0.05).
     assert predictor.temperature > 0 and predictor.metadata["threshold_rule"] == "fpr:0.05"
-    assert predictor.face_stage is not None and predictor.metadata["face_detector"] == "dlib_hog"
+    assert predictor.face_stage is not None and predictor.metadata["face_detector"] == "blazeface"
 
 
 @pytest.mark.skipif(not (FACES_MINI / "Fake").is_dir(), reason=f"{FACES_MINI} not found")

@@ -355,7 +355,7 @@ def test_sbi_effb7_att_is_effb7_with_attention_on_sbi_at_380_px_with_amp():
     cfg = compose_train("experiment=sbi_effb7_att", "data.root=unused")
     assert cfg.data.image_size == 380 and cfg.model.net.arch == "attention" and cfg.model.backbone == "effb7"
     assert cfg.model.pretrained is True and cfg.trainer.precision == "mixed" and cfg.trainer.accelerator == "gpu"
-    assert cfg.data.pseudo_fakes == "sbi" and cfg.data.faces == "dlib"
+    assert cfg.data.pseudo_fakes == "sbi" and cfg.data.faces == "blazeface"
 
 
 @pytest.mark.skipif(not FACES_MINI.is_dir(), reason=f"{FACES_MINI} not found")
