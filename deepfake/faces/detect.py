@@ -184,7 +184,8 @@ def find_faces(rgb: np.ndarray, stage: FaceStage) -> list[Face]:
         settings = {name: getattr(stage, name) for name in (*DETECTOR_FIELDS[DLIB_HOG], "min_size")}
         faces = [Face(*found) for found in hog.find(rgb, **settings)]
     else:
-        found = blazeface.detect(rgb, **{name: getattr(stage, name) for name in DETECTOR_FIELDS[BLAZEFACE]})
+        settings = {name: getattr(stage, name) for name in (*DETECTOR_FIELDS[BLAZEFACE], "min_size")}
+        found = blazeface.detect(rgb, **settings)
         faces = []
         for detection in found:
             x, y, w, h = _clipped(detection.box, width, height)
