@@ -92,12 +92,13 @@ def errors(page) -> list[str]:
 @pytest.fixture(scope="module")
 def faces(predictor):
     """One faces-mini image of each class that the model gets right as a face crop (the face stage off), so each
-    verdict is known in advance."""
+    verdict is known in advance. The model reads aligned crops, framed tighter than faces-mini's own, so judged
+    whole few fakes read fake (9 of the first 200): the page is under test here, not the model."""
     if not FACES_MINI.is_dir():
         pytest.skip(f"faces-mini not found at {FACES_MINI}")
     chosen = {}
     for label in ("real", "fake"):
-        paths = sorted((FACES_MINI / label.capitalize()).glob("*.jpg"))[:20]
+        paths = sorted((FACES_MINI / label.capitalize()).glob("*.jpg"))[:200]
         verdicts = predictor.predict_batch(paths, faces=False)
         chosen[label] = next(p for p, v in zip(paths, verdicts, strict=True) if v.label == label)
     return chosen
