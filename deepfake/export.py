@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -264,14 +264,8 @@ def preprocessed(
     hint: str = EVAL_HINT,
 ) -> np.ndarray:
     """Evaluation images through the training preprocessing (their largest face with a face stage), as one float32
-    batch. An image that cannot be read stops the export with its path: the run's split.csv may list files that
-    have since moved."""
-    batch = []
-    for path in paths:
-        try:
-            batch.append(preprocess(main_face(read_image(path), faces)))
-        except ImageError as exc:
-            raise ImageError(f"{what} image {path}: {exc} ({hint})") from exc
+    batch. An image that cannot be read stops the export with its path (:func:`_each_image`)."""
+    batch = _each_image(paths, lambda rgb: preprocess(main_face(rgb, faces)), what, hint)
     return np.stack(batch).astype(np.float32)
 
 
@@ -284,14 +278,20 @@ def prepared_images(
     hint: str = EVAL_HINT,
 ) -> list[tuple[list[Face] | None, np.ndarray]]:
     """Each image's faces and a model input per face, as the Predictor judges it (:func:`deepfake.predictor.prepare`);
-    an image that cannot be read stops the export with its path, as in :func:`preprocessed`."""
-    prepared = []
+    an image that cannot be read stops the export with its path (:func:`_each_image`)."""
+    return _each_image(paths, lambda rgb: prepare(rgb, preprocess, faces), what, hint)
+
+
+def _each_image(paths: list[str], make: Callable[[np.ndarray], T], what: str, hint: str) -> list[T]:
+    """``make`` of every image, read in order. An image that cannot be read stops the export with its path: the run's
+    split.csv may list files that have since moved."""
+    made = []
     for path in paths:
         try:
-            prepared.append(prepare(read_image(path), preprocess, faces))
+            made.append(make(read_image(path)))
         except ImageError as exc:
             raise ImageError(f"{what} image {path}: {exc} ({hint})") from exc
-    return prepared
+    return made
 
 
 def parity_inputs(

@@ -54,7 +54,6 @@ SMALLEST = 0.16
 WHOLE_FINDS = 0.2
 # The face mesh's presence check sees an aligned crop of this margin, as MediaPipe cuts the mesh's input.
 MESH_MARGIN = 1.5
-KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 
 
 @dataclass(frozen=True)

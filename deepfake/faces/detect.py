@@ -215,13 +215,6 @@ def crop_face(rgb: np.ndarray, face: Face, margin: float) -> np.ndarray:
     )
 
 
-def box_in_crop(box: list[int], margin: float) -> list[int]:
-    """Where the face box (x, y, w, h) of an image lies in its :func:`crop_face` crop: same rounding."""
-    x, y, w, h = box
-    side = max(1, round(margin * max(w, h)))
-    return [x - round(x + w / 2 - side / 2), y - round(y + h / 2 - side / 2), w, h]
-
-
 def cut(rgb: np.ndarray, face: Face, stage: FaceStage) -> np.ndarray:
     """The crop of one face as ``stage`` cuts it: aligned on its keypoints, or the square around a HOG box."""
     if face.keypoints:

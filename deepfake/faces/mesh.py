@@ -112,38 +112,36 @@ class FaceMesh:
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in outputs]
 
-    def __call__(self, crops: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> list[Mesh | None]:
-        """The mesh of each uint8 RGB crop (None where no face), ``batch_size`` crops a model run."""
+    def run(self, crops: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+        """The raw outputs for uint8 RGB crops, ``batch_size`` a model run: points (N, 468, 3) in pixels of the
+        192 input, and presence probabilities (N,)."""
         for crop in crops:
             _check(crop)
-        results: list[Mesh | None] = []
+        coords, scores = [np.zeros((0, NUM_POINTS, 3), np.float32)], [np.zeros(0)]
         for start in range(0, len(crops), max(1, batch_size)):
-            chunk = crops[start : start + max(1, batch_size)]
-            batch = np.stack([_input(crop) for crop in chunk])
-            coords, logits = self.session.run(self.output_names, {self.input_name: batch})
-            coords = coords.reshape(len(chunk), NUM_POINTS, 3)
-            scores = 1 / (1 + np.exp(-np.clip(logits.reshape(len(chunk)), -60, 60).astype(np.float64)))
-            for crop, points, score in zip(chunk, coords, scores, strict=True):
-                if score < PRESENCE_THRESHOLD:
-                    results.append(None)
-                    continue
-                height, width = crop.shape[:2]
-                scale = np.array([width, height, width], np.float32) / INPUT_SIZE  # z in x's units, as MediaPipe
-                results.append(Mesh((points * scale).astype(np.float32), float(score)))
+            batch = np.stack([_input(crop) for crop in crops[start : start + max(1, batch_size)]])
+            points, logits = self.session.run(self.output_names, {self.input_name: batch})
+            coords.append(points.reshape(len(batch), NUM_POINTS, 3))
+            scores.append(1 / (1 + np.exp(-np.clip(logits.reshape(len(batch)), -60, 60).astype(np.float64))))
+        return np.concatenate(coords), np.concatenate(scores)
+
+    def __call__(self, crops: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> list[Mesh | None]:
+        """The mesh of each uint8 RGB crop (None where no face), ``batch_size`` crops a model run."""
+        coords, scores = self.run(crops, batch_size)
+        results: list[Mesh | None] = []
+        for crop, points, score in zip(crops, coords, scores, strict=True):
+            if score < PRESENCE_THRESHOLD:
+                results.append(None)
+                continue
+            height, width = crop.shape[:2]
+            scale = np.array([width, height, width], np.float32) / INPUT_SIZE  # z in x's units, as MediaPipe
+            results.append(Mesh((points * scale).astype(np.float32), float(score)))
         return results
 
 
 def presence(crops: Sequence[np.ndarray], threads: int = 1, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """The face-presence probability of each uint8 RGB crop: how sure the mesh is that a face fills it."""
-    model = load(threads)
-    for crop in crops:
-        _check(crop)
-    scores = []
-    for start in range(0, len(crops), max(1, batch_size)):
-        batch = np.stack([_input(crop) for crop in crops[start : start + max(1, batch_size)]])
-        _, logits = model.session.run(model.output_names, {model.input_name: batch})
-        scores.append(1 / (1 + np.exp(-np.clip(logits.reshape(len(batch)), -60, 60).astype(np.float64))))
-    return np.concatenate(scores) if scores else np.zeros(0)
+    return load(threads).run(crops, batch_size)[1]
 
 
 def _check(crop: np.ndarray) -> None:
