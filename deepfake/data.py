@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 
 from deepfake.datasets import SPLITS, DatasetSpec, Sample, collect_samples, dataset_specs, split_digest
 from deepfake.errors import ConfigError, DataError, ImageError
-from deepfake.faces.dataset import crop_dataset
+from deepfake.faces.dataset import crop_dataset, read_outline
 from deepfake.faces.detect import FaceStage
 from deepfake.faces.landmarks import landmark_dataset
 from deepfake.images import check_image_file, read_image
 from deepfake.preprocess import LABELS, Preprocess
 from deepfake.sbi import BlendSettings, SelfBlender
+from deepfake.surroundings import Surroundings, inside_share
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class AugmentConfig:
     jpeg_quality: list[int] = MISSING
     blur_p: float = MISSING
     blur_sigma: list[float] = MISSING
+    outside_p: float = MISSING
 
 
 @dataclass
@@ -192,6 +194,14 @@ def build_augment(cfg: dict | None, size: int):
     return v2.Compose(steps) if steps else None
 
 
+def build_surroundings(cfg: dict | None) -> Surroundings | None:
+    """Random surroundings beyond the image's edge in face crops (:mod:`deepfake.surroundings`), or None when
+    augmentation is off or ``outside_p`` is 0."""
+    if not cfg or not cfg.get("enabled", False) or not cfg.get("outside_p", 0):
+        return None
+    return Surroundings(float(cfg["outside_p"]))
+
+
 class ImageDataset(Dataset):
     """Decodes, optionally augments and preprocesses one image per item.
 
@@ -207,10 +217,12 @@ class ImageDataset(Dataset):
         augment=None,
         datasets: Sequence[str] = (),
         pseudo_fakes: PseudoFakes | None = None,
+        surroundings: Surroundings | None = None,
     ):
         self.samples = list(samples)
         self.preprocess = preprocess
         self.augment = augment
+        self.surroundings = surroundings
         self.pseudo = pseudo_fakes if pseudo_fakes and pseudo_fakes.count and pseudo_fakes.sources else None
         # Items: these samples one by one, then the pseudo-fake pairs.
         self.singles = list(range(len(self.samples)))
@@ -237,6 +249,18 @@ class ImageDataset(Dataset):
         t = self.augment(t)
         return (t.permute(1, 2, 0) if t.ndim == 3 else t.permute(0, 2, 3, 1)).numpy()
 
+    def _resized(self, sample: Sample, images: list[np.ndarray]) -> np.ndarray:
+        """``images`` (the sample's crop, or crops of its size made from it) at model size, stacked when several,
+        their outside filled alike by :attr:`surroundings` when it is on and the crop reaches past its image."""
+        side = images[0].shape[0]
+        resized = np.stack([self.preprocess.resize(rgb) for rgb in images])
+        outline = read_outline(sample.crop) if self.surroundings is not None and sample.crop else None
+        if outline is not None:
+            share = inside_share(outline, side, self.preprocess.image_size)
+            seed = int(torch.randint(0, 2**62, (1,)).item())  # the worker's RNG, seeded by Lightning per worker
+            resized = self.surroundings(resized, share, np.random.default_rng(seed))
+        return resized if len(images) > 1 else resized[0]
+
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(index)  # also what ends iteration over a dataset (the sequence protocol)
@@ -244,7 +268,7 @@ class ImageDataset(Dataset):
             return self.pair(index - len(self.singles))
         sample = self.samples[self.singles[index]]
         try:
-            rgb = self.preprocess.resize(read_image(sample.source))
+            rgb = self._resized(sample, [read_image(sample.source)])
         except ImageError as exc:
             log.warning("skipping %s: %s", sample.source, exc)
             return None
@@ -266,6 +290,10 @@ class ImageDataset(Dataset):
         fake, mask = pseudo.blender.blend(rgb, pseudo.points[position], np.random.default_rng(seed))
         return rgb, fake, mask
 
+    def pair_source(self, k: int) -> Sample:
+        """The real sample pair k is blended from."""
+        return self.samples[self.pseudo.sources[k % len(self.pseudo.sources)]]
+
     def pair(self, k: int):
         """[(real, 0, dataset), (pseudo-fake, 1, dataset)]: one blend and its source, augmented alike."""
         try:
@@ -273,7 +301,7 @@ class ImageDataset(Dataset):
         except ImageError as exc:
             log.warning("skipping pseudo-fake %d: %s", k, exc)
             return None
-        both = self._augmented(np.stack([self.preprocess.resize(real), self.preprocess.resize(fake)]))
+        both = self._augmented(self._resized(self.pair_source(k), [real, fake]))
         dataset = self.dataset_index[len(self.singles) + k]
         return [
             (torch.from_numpy(self.preprocess.normalise(img)), torch.tensor(float(label)), dataset)
@@ -554,8 +582,14 @@ class DeepfakeDataModule(L.LightningDataModule):
         for split in SPLITS:
             subset = [s for s in self.samples if s.split == split]
             pseudo = self._pseudo_fakes(split, subset)
+            train = split == "train"
             self.datasets[split] = ImageDataset(
-                subset, self.preprocess, augment if split == "train" else None, datasets=self.names, pseudo_fakes=pseudo
+                subset,
+                self.preprocess,
+                augment if train else None,
+                datasets=self.names,
+                pseudo_fakes=pseudo,
+                surroundings=build_surroundings(self.augment_cfg) if train else None,
             )
             self.pairs[split] = pseudo.count if pseudo and pseudo.sources else 0
 

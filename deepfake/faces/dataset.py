@@ -5,8 +5,9 @@ file's content (SHA-256) and the face settings, so renaming or moving a dataset 
 setting starts a new one. Each entry is written to a temporary name and renamed, so a crash leaves no
 half-written crop: the next run redoes only what is missing.
 
-Layout: ``<cache>/<settings key>/<first two hex digits>/<content hash>.json`` (the box found, or none), and
-beside it ``.png`` (the crop, lossless, at the resolution it was cut).
+Layout: ``<cache>/<settings key>/<first two hex digits>/<content hash>.json`` (the box found, or none, and the
+image's outline in the crop: ``inside``, see :func:`read_outline`), and beside it ``.png`` (the crop, lossless,
+at the resolution it was cut).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deepfake.errors import ImageError
-from deepfake.faces.detect import FaceStage, face_crops
+from deepfake.faces.detect import FaceStage, face_crops, image_outline
 from deepfake.faces.pool import map_images
 from deepfake.images import decode_image, encode_image
 
@@ -56,7 +59,8 @@ def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
     if meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
-            if meta["faces"] == 0 or png.is_file():
+            # An entry from before outlines were recorded is cut again (same crop, and now its outline).
+            if meta["faces"] == 0 or (png.is_file() and "inside" in meta):
                 return Cropped(path, str(png) if meta["faces"] else None, meta["faces"], meta["box"])
         except (ValueError, KeyError, OSError):
             pass  # a damaged entry is cut again
@@ -66,12 +70,24 @@ def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
         return Cropped(path, None, 0, None, str(exc))
     found = face_crops(rgb, stage)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    box = found[0][0].box if found else None
+    meta = {"faces": len(found), "box": found[0][0].box if found else None}
     if found:
         _write_atomic(png, encode_image(found[0][1], ".png"))
+        outline = image_outline(found[0][0], stage, rgb.shape[1], rgb.shape[0])
+        meta["inside"] = [[round(float(x), 2), round(float(y), 2)] for x, y in outline]
     # Written last: its presence marks the entry complete.
-    _write_atomic(meta_file, json.dumps({"faces": len(found), "box": box}).encode())
-    return Cropped(path, str(png) if found else None, len(found), box)
+    _write_atomic(meta_file, json.dumps(meta).encode())
+    return Cropped(path, str(png) if found else None, len(found), meta["box"])
+
+
+def read_outline(crop: str | os.PathLike) -> np.ndarray | None:
+    """The corners of the source image (4, 2) in pixels of a cached crop: the crop is black beyond them. None for
+    a file that is not a cached crop, or an entry without an outline."""
+    try:
+        meta = json.loads(Path(crop).with_suffix(".json").read_text())
+        return np.asarray(meta["inside"], np.float64).reshape(4, 2)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def crop_dataset(

@@ -23,7 +23,7 @@ import numpy as np
 
 from deepfake.errors import ConfigError
 from deepfake.faces import blazeface, hog
-from deepfake.faces.align import aligned_crop
+from deepfake.faces.align import aligned_crop, crop_matrix, to_crop
 
 BLAZEFACE, DLIB_HOG = "blazeface", "dlib_hog"
 DETECTOR = BLAZEFACE  # what a new FaceStage uses
@@ -196,15 +196,19 @@ def find_faces(rgb: np.ndarray, stage: FaceStage) -> list[Face]:
     return sorted(faces, key=lambda f: -f.w * f.h)
 
 
+def _square_of(face: Face, margin: float) -> tuple[int, int, int]:
+    """(left, top, side) of the square of ``margin`` times a HOG box's longer side around its centre."""
+    side = max(1, round(margin * max(face.w, face.h)))
+    return round(face.x + face.w / 2 - side / 2), round(face.y + face.h / 2 - side / 2), side
+
+
 def crop_face(rgb: np.ndarray, face: Face, margin: float) -> np.ndarray:
     """The square of ``margin`` times the face box's longer side around its centre, black where it leaves the image:
     how a ``dlib_hog`` face is cut."""
     import cv2
 
     height, width = rgb.shape[:2]
-    side = max(1, round(margin * max(face.w, face.h)))
-    left = round(face.x + face.w / 2 - side / 2)
-    top = round(face.y + face.h / 2 - side / 2)
+    left, top, side = _square_of(face, margin)
     x0, y0 = max(left, 0), max(top, 0)
     x1, y1 = min(left + side, width), min(top + side, height)
     inside = rgb[y0:y1, x0:x1]
@@ -220,6 +224,19 @@ def cut(rgb: np.ndarray, face: Face, stage: FaceStage) -> np.ndarray:
     if face.keypoints:
         return aligned_crop(rgb, np.asarray(face.keypoints), stage.margin)[0]
     return crop_face(rgb, face, stage.margin)
+
+
+def image_outline(face: Face, stage: FaceStage, width: int, height: int) -> np.ndarray:
+    """The corners of the image (``width`` x ``height``) in pixels of the face's crop (4, 2): where the crop holds
+    the image, and beyond which :func:`cut` filled it black."""
+    if face.keypoints:
+        matrix = crop_matrix(np.asarray(face.keypoints), stage.margin)[0]
+    else:
+        left, top, _ = _square_of(face, stage.margin)
+        matrix = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top]])
+    # Pixel centres sit on integers, so the image's outer edge is half a pixel beyond them.
+    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
+    return to_crop(corners, matrix)
 
 
 def face_crops(rgb: np.ndarray, stage: FaceStage) -> list[tuple[Face, np.ndarray]]:
