@@ -146,14 +146,17 @@ class BlazeFace:
 
     def __call__(self, canvases: list[np.ndarray], min_score: float) -> list[Candidates]:
         """Candidates above ``min_score`` in each uint8 RGB canvas of the model's input size, in [0, 1] units."""
-        batch = np.stack(canvases).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        batch = (canvases[0][None] if len(canvases) == 1 else np.stack(canvases)).astype(np.float32)
+        batch *= np.float32(2 / 255)  # in place: this runs once per image on the request path
+        batch -= np.float32(1)
         regressors, logits = self.session.run(None, {self.input_name: batch})
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[..., 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
-        return [self.decode(regressors[k], scores[k], min_score) for k in range(len(canvases))]
+        return [self.decode(regressors[k], logits[k, :, 0], min_score) for k in range(len(canvases))]
 
-    def decode(self, regressors: np.ndarray, scores: np.ndarray, min_score: float) -> Candidates:
+    def decode(self, regressors: np.ndarray, logits: np.ndarray, min_score: float) -> Candidates:
         """One input's raw outputs -> candidates above ``min_score``: offsets from the anchors, in [0, 1] units."""
-        keep = np.flatnonzero(scores >= min_score)
+        # The sigmoid is monotonic: compare logits with min_score's, and take the sigmoid of the few kept only.
+        keep = np.flatnonzero(logits >= math.log(min_score / (1 - min_score)))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
         raw = regressors[keep] / self.spec.size
         centre = self.anchors[keep]
         cx, cy = raw[:, 0] + centre[:, 0], raw[:, 1] + centre[:, 1]
@@ -161,7 +164,7 @@ class BlazeFace:
         boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1)
         points = raw[:, 4:16].reshape(-1, 6, 2) + centre[:, None, :]
         valid = (half_w > 0) & (half_h > 0)
-        return Candidates(boxes[valid], points[valid], scores[keep][valid].astype(np.float32))
+        return Candidates(boxes[valid], points[valid], scores[valid].astype(np.float32))
 
 
 @functools.cache
