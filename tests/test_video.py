@@ -1,6 +1,7 @@
 """Videos: recognised by content, sampled evenly, judged per face and frame, and every limit answered in words."""
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -146,6 +147,28 @@ def test_a_video_through_the_api_answers_per_frame(client, clip):
     assert all(set(f) == {"index", "time_s", "p_fake", "faces"} for f in result["frames"])
     assert all(len(f["faces"]) == 1 for f in result["frames"])
     assert result["face_found"] is True and (result["width"], result["height"]) == (320, 240)
+
+
+def test_a_request_spools_only_videos_and_leaves_no_file_behind(client, clip, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def spy(*args, **kwargs):
+        folder = real(*args, **kwargs)
+        made.append(Path(folder.name))
+        return folder
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
+    assert post(client, API, encode_image(np.full((60, 60, 3), 90, np.uint8), ".png"), "a.png").status_code == 200
+    assert made == []  # an image is read in memory: no folder is made for it
+    assert post(client, API, clip.read_bytes(), "clip.mp4", {"frames": "2"}).status_code == 200
+    assert len(made) == 1 and made[0].parent == tmp_path and not made[0].exists()
+    assert post(client, API, clip.read_bytes()[:1000], "cut.mp4").status_code == 415  # a refused video too
+    assert len(made) == 2 and not made[1].exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("route", [API, "/deepfake"])

@@ -382,7 +382,7 @@ def test_gunicorn_serves_the_api(tmp_path):
 def test_an_oversized_non_video_upload_is_read_no_further_than_the_limit(tmp_path):
     from werkzeug.datastructures import FileStorage, MultiDict
 
-    from deepfake.web.service import uploads_from
+    from deepfake.web.service import Spool, uploads_from
 
     class CountingStream(io.BytesIO):
         kept = 0
@@ -394,7 +394,8 @@ def test_an_oversized_non_video_upload_is_read_no_further_than_the_limit(tmp_pat
 
     big = CountingStream(b"\xff\xd8\xff" + bytes(20 * 1024 * 1024))
     files = MultiDict([("file", FileStorage(big, filename="big.jpg"))])
-    (upload,) = uploads_from(files, tmp_path, max_image_bytes=1000)
+    with Spool() as spool:
+        (upload,) = uploads_from(files, spool, max_image_bytes=1000)
     # One byte past the limit is enough to refuse it; no read of the 20 MB held more than a megabyte.
     assert len(upload.data) == 1001 and CountingStream.kept <= 1 << 20
     assert big.tell() == len(big.getvalue())  # the rest was drained, so the next part of the form can be read

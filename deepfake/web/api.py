@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, current_app, g, request
 
 from deepfake.web import openapi
@@ -22,7 +20,7 @@ def predict():
         "frames": frames_option(request.args.get("frames"), MAX_FRAMES),
     }
     with spool_dir() as spool:
-        uploads = uploads_from(request.files, Path(spool), max_image_bytes=service.max_image_bytes)
+        uploads = uploads_from(request.files, spool, max_image_bytes=service.max_image_bytes)
         results = service.predict(uploads, **options)
     return {"request_id": g.request_id, "model": service.model_name, "results": [r.to_json() for r in results]}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, render_template, request
 
 from deepfake.web.service import Result, current_service, data_uri, faces_option, spool_dir, uploads_from
@@ -45,7 +43,7 @@ def upload():
         explain = request.form.get("explain") or next(iter(service.explain_methods()), "occlusion")
     faces = faces_option(request.form.get("faces"))
     with spool_dir() as spool:
-        uploads = uploads_from(request.files, Path(spool), FORM_FIELDS, service.max_image_bytes)
+        uploads = uploads_from(request.files, spool, FORM_FIELDS, service.max_image_bytes)
         results = service.predict(uploads, explain=explain, preview=True, faces=faces)
     threshold = service.predictor.threshold
     return render_page(results=[shown(r, explain, threshold) for r in results])

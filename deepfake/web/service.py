@@ -343,7 +343,7 @@ def current_service() -> Service:
 
 
 def uploads_from(
-    files, spool: Path, fields: tuple[str, ...] = ("file",), max_image_bytes: int | None = None
+    files, spool: Spool, fields: tuple[str, ...] = ("file",), max_image_bytes: int | None = None
 ) -> list[Upload]:
     """The uploads in a request's ``files`` multidict, every file of every named field, in order.
 
@@ -366,7 +366,7 @@ def uploads_from(
                         pass
                 uploads.append(Upload(f.filename or "", data))
                 continue
-            path = spool / f"{uuid.uuid4().hex}{VIDEO_SUFFIXES[fmt]}"
+            path = spool.folder() / f"{uuid.uuid4().hex}{VIDEO_SUFFIXES[fmt]}"
             with open(path, "wb") as out:
                 out.write(head)
                 shutil.copyfileobj(f.stream, out, 1 << 20)
@@ -396,9 +396,29 @@ def frames_option(value: str | None, most: int) -> int | None:
     return frames
 
 
-def spool_dir() -> tempfile.TemporaryDirectory:
-    """A temporary folder for one request's videos, removed when the request ends, whatever happens."""
-    return tempfile.TemporaryDirectory(prefix="deepfake-upload-")
+class Spool:
+    """A temporary folder for one request's videos, made when the first video arrives (an image request, the
+    common case, touches no disk) and removed when the request ends, whatever happens."""
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="deepfake-upload-")
+        return Path(self._folder.name)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+
+
+def spool_dir() -> Spool:
+    """The spool of one request's videos (:class:`Spool`), as a context manager."""
+    return Spool()
 
 
 def clean_filename(name: str | None) -> str:
