@@ -23,7 +23,7 @@ LAYERS = [
     },
     # The model-file contract states the preprocessing and the face stage, so it sits right above both.
     {"deepfake.contract"},
-    {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi"},
+    {"deepfake.preprocess", "deepfake.timing", "deepfake.video", "deepfake.sbi", "deepfake.surroundings"},
     {"deepfake.faces.detect", "deepfake.faces.drawing", "deepfake.faces.pool", "deepfake.images"},
     # The face stage's parts: the detectors, then what they use (aligned crops, the face mesh).
     {"deepfake.faces.blazeface", "deepfake.faces.hog"},
