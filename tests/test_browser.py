@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import FACES_MINI, face_photo
-from test_web import API, gif, jpeg, multipart, start_gunicorn
+from conftest import FACES_MINI, face_photo, start_gunicorn
+from helpers import API, gif, jpeg, multipart
 
 from deepfake.faces import FaceStage
 from deepfake.images import encode_image

@@ -2,13 +2,12 @@
 before decoding."""
 
 import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 from conftest import FACES_MINI
+from helpers import png_bomb
 
 from deepfake.errors import ImageError
 from deepfake.images import (
@@ -26,20 +25,6 @@ from deepfake.predictor import Predictor
 
 def image_size(data: bytes) -> tuple[int, int]:
     return read_header(data)[1:]
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
-    """A valid greyscale PNG of zeros: 100 megapixels (300 MB once decoded to RGB) in about 100 KB."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
-    squash = zlib.compressobj(9)
-    rows = b"\x00" * ((width + 1) * 1000)  # filter byte + pixels, a thousand rows at a time
-    data = b"".join(squash.compress(rows[: (width + 1) * min(1000, height - y)]) for y in range(0, height, 1000))
-    data += squash.flush()
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="session")

@@ -15,30 +15,13 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FACES_MINI, ROOT, start_gunicorn
-from test_image_limits import png_bomb
+from helpers import API, gif, jpeg, multipart, png_bomb
 
 from deepfake.predictor import Predictor
 from deepfake.web import create_app, openapi
 from deepfake.web.service import ERROR_STATUSES
 
-API = "/api/v1/predict"
 FORM_ROUTES = ("/deepfake", "/upload")
-
-
-def jpeg(seed: int = 0, size: int = 96, noisy: bool = False) -> bytes:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    image = np.stack([yy, xx, (yy + xx) / 2], -1) * rng.uniform(120, 220)
-    if noisy:
-        image = image + rng.normal(0, 40, image.shape)
-    ok, buf = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8))
-    assert ok
-    return buf.tobytes()
-
-
-def gif() -> bytes:
-    """A valid 1x1 GIF: a real image in a format the decoder does not take."""
-    return bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 
 
 @pytest.fixture(scope="module")
@@ -339,19 +322,6 @@ def test_dev_server_help_names_the_flags():
     assert result.returncode == 0
     for flag in ("--host", "--port", "--model", "--keep-uploads", "--max-mb", "--max-pixels"):
         assert flag in result.stdout
-
-
-def multipart(content: bytes, name: str) -> tuple[bytes, str]:
-    boundary = "deepfake-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def test_gunicorn_serves_the_api(tmp_path):

@@ -1,0 +1,52 @@
+"""Helpers that several test modules use: generated images and uploads. Fixtures live in conftest.py."""
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+
+API = "/api/v1/predict"
+
+
+def jpeg(seed: int = 0, size: int = 96, noisy: bool = False) -> bytes:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = np.stack([yy, xx, (yy + xx) / 2], -1) * rng.uniform(120, 220)
+    if noisy:
+        image = image + rng.normal(0, 40, image.shape)
+    ok, buf = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def gif() -> bytes:
+    """A valid 1x1 GIF: a real image in a format the decoder does not take."""
+    return bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+def multipart(content: bytes, name: str) -> tuple[bytes, str]:
+    boundary = "deepfake-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
+    """A valid greyscale PNG of zeros: 100 megapixels (300 MB once decoded to RGB) in about 100 KB."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    squash = zlib.compressobj(9)
+    rows = b"\x00" * ((width + 1) * 1000)  # filter byte + pixels, a thousand rows at a time
+    data = b"".join(squash.compress(rows[: (width + 1) * min(1000, height - y)]) for y in range(0, height, 1000))
+    data += squash.flush()
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
