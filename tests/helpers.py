@@ -1,5 +1,7 @@
-"""Helpers that several test modules use: generated images and uploads. Fixtures live in conftest.py."""
+"""Helpers that several test modules use: generated images and uploads, the drawn face's landmarks. Fixtures live in
+conftest.py."""
 
+import functools
 import struct
 import zlib
 
@@ -50,3 +52,27 @@ def png_bomb(width: int = 10_000, height: int = 10_000) -> bytes:
     data = b"".join(squash.compress(rows[: (width + 1) * min(1000, height - y)]) for y in range(0, height, 1000))
     data += squash.flush()
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+@functools.lru_cache
+def _drawn_points() -> np.ndarray:
+    from deepfake.faces import mesh
+    from deepfake.faces.drawing import draw_face
+
+    found = mesh.face_mesh(draw_face(200, seed=0))
+    assert found is not None, "the mesh no longer finds deepfake.faces.drawing's face"
+    return found.xy / 200
+
+
+def face_points(width: int, height: int) -> np.ndarray:
+    """The mesh's 468 points on the drawn test face, stretched to a width x height frame."""
+    return (_drawn_points() * (width, height)).astype(np.float32)
+
+
+def fake_landmark_dataset(paths, cache, **kwargs):
+    """Stands in for the mesh on generated images (gradients, no face): the drawn face's points on every frame."""
+    out = []
+    for path in paths:
+        height, width = cv2.imread(str(path)).shape[:2]
+        out.append(face_points(width, height))
+    return out

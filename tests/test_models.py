@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, compose_train, make_net, model_cfg
+from helpers import fake_landmark_dataset
 
 from deepfake.errors import ConfigError, ModelError
 from deepfake.models import create_model
@@ -125,8 +126,6 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_config_runs_fast_dev_run(name, folder_dataset, compose_cfg, monkeypatch):
-    from tests.test_sbi import fake_landmark_dataset
-
     monkeypatch.setattr("deepfake.data.landmark_dataset", fake_landmark_dataset)  # generated images: no real face
     cfg = compose_cfg(
         f"experiment={name}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -10,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import FACES_MINI, compose_train, make_class_folders
+from helpers import face_points, fake_landmark_dataset
 
 from deepfake import data as data_module
 from deepfake.data import DeepfakeDataModule, ImageDataset, PseudoFakes, blender, collate_skip_bad
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.errors import ConfigError, DataError, ImageError, ModelError
 from deepfake.faces import landmarks as landmarks_module
 from deepfake.faces import mesh
@@ -21,30 +22,8 @@ from deepfake.faces.drawing import draw_face
 from deepfake.preprocess import Preprocess
 from deepfake.sbi import PARTS, BlendSettings, SelfBlender, sample_sheet
 from deepfake.training import train
-from tests.conftest import FACES_MINI, compose_train, make_class_folders
 
 DFDC_MINI = FACES_MINI.parent / "dfdc-mini"
-
-
-@functools.lru_cache
-def _drawn_points() -> np.ndarray:
-    found = mesh.face_mesh(draw_face(200, seed=0))
-    assert found is not None, "the mesh no longer finds deepfake.faces.drawing's face"
-    return found.xy / 200
-
-
-def face_points(width: int, height: int) -> np.ndarray:
-    """The mesh's 468 points on the drawn test face, stretched to a width x height frame."""
-    return (_drawn_points() * (width, height)).astype(np.float32)
-
-
-def fake_landmark_dataset(paths, cache, **kwargs):
-    """Stands in for the mesh on generated images (gradients, no face): the drawn face's points on every frame."""
-    out = []
-    for path in paths:
-        height, width = cv2.imread(str(path)).shape[:2]
-        out.append(face_points(width, height))
-    return out
 
 
 @pytest.fixture
