@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +21,54 @@ from deepfake.faces.drawing import draw_face, face_photo  # noqa: F401 - re-expo
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES_MINI = ROOT.parent / "shared" / "datasets" / "faces-mini"
+
+
+# Every cache a test run writes goes to one temporary folder, never the user's ~/.cache: DEEPFAKE_CACHE (the face
+# crops and landmarks of data.face_cache and data.landmark_cache), XDG_CACHE_HOME (pip, torch hub, Hugging Face,
+# timm) and MPLCONFIGDIR (matplotlib's font cache). Set in os.environ before collection imports anything, so the
+# subprocesses the tests start (train.py, gunicorn, pip) inherit it; removed and restored when the run ends.
+CACHE_VARIABLES = ("DEEPFAKE_CACHE", "XDG_CACHE_HOME", "MPLCONFIGDIR")
+_saved_environ: dict[str, str | None] = {}
+
+
+def pytest_configure(config):
+    cache = Path(tempfile.mkdtemp(prefix="deepfake-test-cache-"))
+    config._deepfake_cache = cache
+    for name in CACHE_VARIABLES:
+        _saved_environ[name] = os.environ.get(name)
+        os.environ[name] = str(cache / name.lower())
+
+
+def pytest_unconfigure(config):
+    for name, value in _saved_environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    cache = getattr(config, "_deepfake_cache", None)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_caches(pytestconfig) -> Path:
+    """The temporary folder every cache points at during the run (see pytest_configure)."""
+    assert os.environ["DEEPFAKE_CACHE"].startswith(str(pytestconfig._deepfake_cache))
+    return pytestconfig._deepfake_cache
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip where CUDA is not available; torch is imported only when such a test is collected."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in gpu:
+        item.add_marker(skip)
 
 
 def make_image(path: Path, label: int, seed: int, size: int = 40) -> Path:
@@ -80,7 +130,7 @@ def compose_cfg(tmp_path: Path):
 
 def compose_train(*overrides: str, return_hydra_config: bool = False):
     """The config train.py composes from its command line."""
-    from deepfake.training import store_config
+    from deepfake.training.config import store_config
 
     store_config()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -139,7 +189,7 @@ def trained_run(tmp_path_factory):
         *TINY_HFNET,
         "trainer.max_epochs=8",
     )
-    from deepfake.training import train
+    from deepfake.training.train import train
 
     train(cfg)
     return run, data

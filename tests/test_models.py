@@ -11,7 +11,7 @@ from helpers import fake_landmark_dataset
 from deepfake.errors import ConfigError, ModelError
 from deepfake.models import create_model
 from deepfake.models.attention import AttentionGAPHead
-from deepfake.training import train
+from deepfake.training.train import train
 
 MODEL_CONFIGS = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
 TIMM = {"vgg16", "xception", "mobilenetv2", "effb7", "effb7_att"}
@@ -151,7 +151,7 @@ def test_trainer_presets_compose(preset, compose_cfg, folder_dataset):
 
 
 def test_mixed_precision_picks_fp16_on_t4_and_bf16_on_ampere(monkeypatch):
-    from deepfake.training import resolve_precision
+    from deepfake.training.train import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
@@ -161,6 +161,16 @@ def test_mixed_precision_picks_fp16_on_t4_and_bf16_on_ampere(monkeypatch):
     assert resolve_precision("32-true") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_precision("mixed") == "32-true"
+
+
+@pytest.mark.gpu
+def test_the_gpu_preset_trains_a_step_in_mixed_precision(compose_cfg, folder_dataset):
+    """trainer=gpu on a real GPU: one fast_dev_run batch of train, val and test in bf16 or fp16 autocast."""
+    from deepfake.training.train import resolve_precision
+
+    cfg = compose_cfg("trainer=gpu", f"data.root={folder_dataset}", "++trainer.fast_dev_run=true")
+    assert resolve_precision(cfg.trainer.precision) in ("bf16-mixed", "16-mixed")
+    assert "test/auroc" in train(cfg)
 
 
 def test_hfnet_highpass_adds_the_noise_residual_and_grid_head_keeps_layout():
@@ -193,7 +203,7 @@ def _optimisers(module):
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_every_model_config_has_optimizer_and_scheduler_nodes_that_the_module_calls(name):
-    from deepfake.training import DeepfakeLitModule
+    from deepfake.training.module import DeepfakeLitModule
 
     config = model_cfg(name, "model.pretrained=false")
     for key in ("optimizer", "scheduler"):
@@ -205,7 +215,7 @@ def test_every_model_config_has_optimizer_and_scheduler_nodes_that_the_module_ca
 
 
 def test_any_torch_optimiser_or_schedule_is_one_override_away():
-    from deepfake.training import DeepfakeLitModule
+    from deepfake.training.module import DeepfakeLitModule
 
     def built(*overrides):
         return _optimisers(DeepfakeLitModule(model=model_cfg("cnn", *overrides), image_size=32))
