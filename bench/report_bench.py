@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deepfake.datasets import list_samples  # noqa: E402
 from deepfake.report import build_report  # noqa: E402
 from deepfake.report.duplicates import popcount  # noqa: E402
 from deepfake.report.scan import perceptual_hash  # noqa: E402
+from deepfake.samples import list_samples  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "faces-mini"
 

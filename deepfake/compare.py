@@ -18,7 +18,7 @@ import numpy as np
 
 from deepfake.cli import positive_int, run_command
 from deepfake.curves import model_name, read_epoch_metrics
-from deepfake.datasets import find_samples
+from deepfake.samples import find_samples
 from deepfake.errors import DataError, UserError
 from deepfake.evaluate import export_checkpoint
 from deepfake.images import read_image

@@ -26,7 +26,7 @@ from omegaconf import MISSING
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
 from tqdm.auto import tqdm
 
-from deepfake.datasets import SPLITS, DatasetSpec, Sample, collect_samples, dataset_specs, split_digest
+from deepfake.samples import SPLITS, DatasetSpec, Sample, collect_samples, dataset_specs, split_digest
 from deepfake.errors import ConfigError, DataError, ImageError
 from deepfake.faces.dataset import crop_dataset, read_outline
 from deepfake.faces.detect import FaceStage

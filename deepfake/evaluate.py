@@ -31,7 +31,7 @@ from deepfake import robustness as rb
 from deepfake.cli import add_scoring_options, run_command
 from deepfake.cross import format_table as format_cross_table
 from deepfake.cross import plot_heatmap, write_table
-from deepfake.datasets import (
+from deepfake.samples import (
     SPLITS,
     Sample,
     dataset_name,

@@ -60,7 +60,7 @@ from deepfake.contract import (
     set_metadata,
     threshold_metadata,
 )
-from deepfake.datasets import SPLITS, find_samples
+from deepfake.samples import SPLITS, find_samples
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.faces import Face, FaceStage, main_face
 from deepfake.images import read_image

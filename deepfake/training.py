@@ -30,7 +30,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from deepfake.data import DataConfig, DeepfakeDataModule, face_stage
-from deepfake.datasets import dataset_specs, write_split
+from deepfake.samples import dataset_specs, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.faces import FaceStage
 from deepfake.images import encode_image

@@ -13,7 +13,7 @@ from torchmetrics.functional import classification as F
 
 from deepfake import export as export_mod
 from deepfake.contract import LOGIT_NAME, OUTPUT_NAME
-from deepfake.datasets import find_samples
+from deepfake.samples import find_samples
 from deepfake.errors import ConfigError
 from deepfake.evaluate import evaluate
 from deepfake.export import ExportOptions, export, parse_threshold, preprocessed

@@ -26,7 +26,7 @@ from deepfake.contract import (
     set_metadata,
     threshold_metadata,
 )
-from deepfake.datasets import Sample, write_split
+from deepfake.samples import Sample, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.faces import FaceStage

@@ -9,7 +9,7 @@ import torch
 from conftest import make_class_folders, make_image, make_undecodable_png
 
 from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files
-from deepfake.datasets import find_samples
+from deepfake.samples import find_samples
 from deepfake.errors import DataError
 from deepfake.preprocess import FAKE, REAL, Preprocess
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, TINY_HFNET, compose_train, make_class_folders, make_image
 
 from deepfake.data import DeepfakeDataModule
-from deepfake.datasets import dataset_specs, find_manifest, find_samples, read_split, split_digest
+from deepfake.samples import dataset_specs, find_manifest, find_samples, read_split, split_digest
 from deepfake.errors import ConfigError, DataError
 from deepfake.preprocess import Preprocess
 

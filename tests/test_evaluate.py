@@ -15,7 +15,7 @@ from conftest import ROOT, make_image
 from deepfake.compare import compare
 from deepfake.compare import main as compare_main
 from deepfake.curves import plot_curves, read_epoch_metrics
-from deepfake.datasets import find_samples
+from deepfake.samples import find_samples
 from deepfake.evaluate import evaluate, score, select_samples
 from deepfake.evaluate import main as evaluate_main
 from deepfake.metrics import binary_metrics

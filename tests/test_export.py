@@ -14,7 +14,7 @@ from torch import nn
 from deepfake import export as export_mod
 from deepfake.contract import contract_metadata
 from deepfake.data import ImageDataset
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.predictor import Predictor

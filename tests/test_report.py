@@ -16,7 +16,7 @@ import pytest
 from conftest import FACES_MINI, ROOT, make_undecodable_png
 from PIL import Image
 
-from deepfake.datasets import Sample, write_split
+from deepfake.samples import Sample, write_split
 from deepfake.report import build_report, main
 from deepfake.report.duplicates import near_pairs, popcount
 from deepfake.report.page import thumbnail_uri

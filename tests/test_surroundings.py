@@ -9,7 +9,7 @@ import torch
 from conftest import face_photo
 
 from deepfake.data import ImageDataset, build_surroundings
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.errors import ConfigError
 from deepfake.faces import Face, FaceStage
 from deepfake.faces.dataset import crop_one, read_outline

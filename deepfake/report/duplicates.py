@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.inputs import Columns
 from deepfake.report.scan import Scan

@@ -10,7 +10,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from deepfake.datasets import SPLITS, Sample
+from deepfake.samples import SPLITS, Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.duplicates import EXAMPLES, MAX_NEAR_PAIRS
 from deepfake.report.inputs import UNLISTED, Columns, Listing

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake.datasets import SPLITS, Sample, dataset_name, dataset_specs, list_samples, read_split
+from deepfake.samples import SPLITS, Sample, dataset_name, dataset_specs, list_samples, read_split
 from deepfake.errors import DataError
 
 UNLISTED = "unlisted"  # the split of a file under a ROOT that --split-csv does not list

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.duplicates import CATEGORIES
 from deepfake.report.inputs import Columns

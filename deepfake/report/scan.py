@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from deepfake.datasets import Sample
+from deepfake.samples import Sample
 from deepfake.errors import ImageError
 from deepfake.images import check_pixels
 from deepfake.preprocess import LABELS

@@ -49,6 +49,22 @@ MANIFEST_NAMES = ("metadata.csv", "manifest.csv")
 
 
 @dataclass(frozen=True)
+class SplitSettings:
+    """How a dataset without a split of its own is split: the seed and the shares of validation and test.
+
+    :data:`SPLIT` holds the defaults every function here uses, the values of configs/train.yaml (``seed``) and
+    configs/data/default.yaml (``data.val_fraction``, ``data.test_fraction``): a command that reads a dataset
+    as training would split it (evaluate.py) takes them from there."""
+
+    seed: int = 42
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+SPLIT = SplitSettings()
+
+
+@dataclass(frozen=True)
 class Sample:
     path: str
     label: int
@@ -71,8 +87,8 @@ class DatasetSpec:
     name: str
     manifest: str | None = None
     group_by: str | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    val_fraction: float = SPLIT.val_fraction
+    test_fraction: float = SPLIT.test_fraction
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -96,8 +112,8 @@ def dataset_specs(
     *,
     manifest: str | None = None,
     group_by: str | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    val_fraction: float = SPLIT.val_fraction,
+    test_fraction: float = SPLIT.test_fraction,
 ) -> list[DatasetSpec]:
     """The datasets of ``data.root``: one path, or a list of paths and of mappings that set a dataset's own
     ``root``, ``name``, ``manifest``, ``group_by``, ``val_fraction`` or ``test_fraction``.
@@ -196,9 +212,9 @@ def collect_samples(specs: Sequence[DatasetSpec], seed: int) -> tuple[list[Sampl
 def find_samples(
     root: str | Path,
     *,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 42,
+    val_fraction: float = SPLIT.val_fraction,
+    test_fraction: float = SPLIT.test_fraction,
+    seed: int = SPLIT.seed,
     manifest: str | None = None,
     group_by: str | None = None,
     name: str | None = None,
@@ -208,8 +224,8 @@ def find_samples(
 
     Samples without a split in the source are split here, per class and reproducible from ``seed``, by file,
     or by ``group_by`` (a manifest column) so that no group spans two splits. A pre-split tree without a
-    validation folder gives ``val_fraction`` of its training images to validation. The defaults are those of
-    configs/data/default.yaml and train.yaml, for commands that read a dataset as training split it.
+    validation folder gives ``val_fraction`` of its training images to validation. The defaults are :data:`SPLIT`'s,
+    those of configs/data/default.yaml and train.yaml, for commands that read a dataset as training split it.
     """
     _check_fractions(val_fraction, test_fraction)
     samples, layout, columns = _list(root, manifest, group_by, name)
@@ -294,7 +310,11 @@ def _manifest_path(root: Path, manifest: str) -> Path:
 
 
 def stratified_split(
-    samples: Sequence[Sample], *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42
+    samples: Sequence[Sample],
+    *,
+    val_fraction: float = SPLIT.val_fraction,
+    test_fraction: float = SPLIT.test_fraction,
+    seed: int = SPLIT.seed,
 ) -> list[Sample]:
     """Assign train/val/test per class, in proportion, independent of listing order."""
     _check_fractions(val_fraction, test_fraction)
@@ -311,7 +331,11 @@ def stratified_split(
 
 
 def grouped_split(
-    samples: Sequence[Sample], *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42
+    samples: Sequence[Sample],
+    *,
+    val_fraction: float = SPLIT.val_fraction,
+    test_fraction: float = SPLIT.test_fraction,
+    seed: int = SPLIT.seed,
 ) -> list[Sample]:
     """Assign train/val/test by group: every sample of a group in one split, each split's classes in about the
     dataset's proportion (scikit-learn's StratifiedGroupKFold, shuffled from ``seed``).
