@@ -1,11 +1,11 @@
 """Verdicts for images: python infer.py [--onnx model.onnx] img.jpg [more files or folders]
 
-`python infer.py --help` explains the options. The work is done by deepfake.infer (torch-free).
+`python infer.py --help` explains the options. The command is deepfake.commands.infer.
 """
 
 import sys
 
-from deepfake.infer import main
+from deepfake.commands.infer import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,12 +2,12 @@
 
 Counts, sizes, formats and JPEG quality per class, unreadable files, exact and near duplicates (within a class,
 across classes, splits and datasets), sample grids and findings: report.html (opens offline) and summary.json.
-`python report.py --help` explains the options. The work is done by deepfake.report.
+`python report.py --help` explains the options. The command is deepfake.commands.report.
 """
 
 import sys
 
-from deepfake.cli import report
+from deepfake.commands.report import main
 
 if __name__ == "__main__":
-    sys.exit(report())
+    sys.exit(main())

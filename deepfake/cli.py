@@ -1,8 +1,9 @@
-"""What every command line shares: a user error is one line on stderr and exit code 2, Ctrl-C is 130.
+"""What every command line shares (the commands themselves are in :mod:`deepfake.commands`): a user error is one
+line on stderr and exit code 2, Ctrl-C is 130.
 
     train.py, export.py        hydra_command(): Hydra's own errors (an unknown key or option, a missing
                                value) are caught before Hydra starts, so they read like ours
-    infer.py, evaluate.py, compare.py, report.py and the deepfake-* commands   run_command() around their work
+    every other command        run_command() around its work, once
 
 A command that needs the ``train`` extra in a base install (torch, Lightning, Hydra, ...) says which
 package is missing and the pip command that brings it. This module imports only the standard library
@@ -12,7 +13,6 @@ and :mod:`deepfake.errors`, so it works in a base install.
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import sys
 from collections.abc import Callable
@@ -23,6 +23,8 @@ from deepfake.errors import ConfigError, UserError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # as shells report a process ended by Ctrl-C
 TRAIN_EXTRA = "pip install 'deepfake[train]'"
+# train.py and export.py compose their configs from here: they are commands of the repository checkout.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def error(message: str) -> int:
@@ -92,26 +94,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be a whole number of at least 1")
     return value
-
-
-# ---------------------------------------------------------------------------
-# Console scripts that need the train extra: the module is imported inside the error handling, so a base
-# install answers with the pip command instead of an ImportError traceback.
-
-
-def evaluate() -> int:
-    """deepfake-evaluate and evaluate.py."""
-    return run_command(lambda: importlib.import_module("deepfake.evaluate").main())
-
-
-def compare() -> int:
-    """deepfake-compare and compare.py."""
-    return run_command(lambda: importlib.import_module("deepfake.compare").main())
-
-
-def report() -> int:
-    """deepfake-report and report.py."""
-    return run_command(lambda: importlib.import_module("deepfake.report").main())
 
 
 # ---------------------------------------------------------------------------

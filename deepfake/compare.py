@@ -7,24 +7,25 @@ batch 1 on that export). Writes ``comparison.md``, ``comparison.json`` and ``com
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from deepfake.cli import positive_int, run_command
 from deepfake.curves import model_name, read_epoch_metrics
-from deepfake.samples import find_samples
 from deepfake.errors import DataError, UserError
-from deepfake.evaluate import export_checkpoint
+from deepfake.export import export_checkpoint
 from deepfake.images import read_image
 from deepfake.predictor import Predictor
+from deepfake.samples import find_samples
 from deepfake.timing import median_seconds
-from deepfake.training import load_checkpoint, resolve_checkpoint
+from deepfake.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 METRICS = ("auroc", "acc", "precision", "recall", "f1")
 TIMING_RUNS = 50
@@ -99,7 +100,7 @@ def summarise_run(run: Path, workdir: Path, threads: int = 1) -> dict:
     try:
         export_checkpoint(ckpt, onnx_path, checkpoint=checkpoint)
     except Exception as exc:  # an architecture the exporter cannot trace: fall back to the checkpoint and eager torch
-        print(f"warning: {run.name}: ONNX export failed ({str(exc).splitlines()[0]}); timing PyTorch", file=sys.stderr)
+        log.warning("%s: ONNX export failed (%s); timing PyTorch", run.name, str(exc).splitlines()[0])
         import torch
 
         torch.set_num_threads(threads)
@@ -198,60 +199,19 @@ def plot_comparison(rows: list[dict], title: str, out: Path) -> None:
 
 
 def compare(paths: list[str | Path], out: str | Path | None = None, threads: int = 1) -> list[dict]:
+    """Measure every run under ``paths``; write comparison.md (the table), comparison.json (the rows, returned) and,
+    when a run could be measured, comparison.png into ``out`` (default: the first path)."""
     runs = find_runs(paths)
     out = Path(out) if out else Path(paths[0])
     out.mkdir(parents=True, exist_ok=True)
     title = Path(paths[0]).resolve().name if len(paths) == 1 else f"{len(runs)} runs"
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        for run in runs:
-            print(f"{run.name}: measuring", file=sys.stderr)
+        for run in tqdm(runs, desc="Measuring runs", unit="run", disable=None):
             rows.append(summarise_run(run, Path(workdir), threads))
     text = format_markdown(rows, title, threads)
     (out / "comparison.md").write_text(text)
     (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
     if any(r["status"] == "ok" for r in rows):
         plot_comparison(rows, title, out / "comparison.png")
-    print(text)
-    print(
-        f"wrote comparison.md, comparison.json{', comparison.png' if any(r['status'] == 'ok' for r in rows) else ''}"
-        f" to {out}"
-    )
     return rows
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Compare trained runs: test metrics, parameter count, ONNX file size and inference time per image.\n"
-            "Prints the table and writes comparison.md, comparison.json and comparison.png."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  python train.py -m model=cnn,cnn_deep,mobilenetv2,effb7_att ++model.pretrained=false \\\n"
-            "      data.root=../shared/datasets/faces-mini trainer=cpu hydra.sweep.dir=multirun/backbones\n"
-            "  python compare.py multirun/backbones\n"
-            "  python compare.py runs/cnn/<run> runs/hfnet/<run> --out comparison/\n\n"
-            "A run without metrics.json (crashed, interrupted) is listed as failed. Each best checkpoint is\n"
-            "exported to a temporary ONNX file; if that fails, the checkpoint size and PyTorch eager timing\n"
-            "are shown instead, marked (ckpt) and (torch)."
-        ),
-    )
-    parser.add_argument("runs", nargs="+", help="a Hydra multirun directory, or run directories")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: the first argument)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the timing (default: 1)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def work() -> None:
-        compare(args.runs, args.out, args.threads)
-
-    return run_command(work)
-
-
-if __name__ == "__main__":  # python -m deepfake.compare
-    sys.exit(main())

@@ -10,7 +10,7 @@ Fake (label 1) is the positive class. The names, in every file the project write
                                    the observed frequencies (:func:`ece`)
 
 Two metrics had a second name in files written before; those files keep it beside the first
-(``ALIASES``): ``accuracy`` for acc and ``roc_auc`` for auroc.
+(``METRIC_ALIASES``): ``accuracy`` for acc and ``roc_auc`` for auroc.
 
 The numbers come from torchmetrics, streamed batch by batch during training (:func:`metric_collection`)
 or over whole arrays (:func:`scores`, :func:`binary_metrics`): the same classes either way. Calibration
@@ -29,7 +29,7 @@ from torchmetrics.functional import classification as F
 
 from deepfake.preprocess import DEFAULT_THRESHOLD, LABELS
 
-ALIASES = {"accuracy": "acc", "roc_auc": "auroc"}
+METRIC_ALIASES = {"accuracy": "acc", "roc_auc": "auroc"}
 
 
 def _metrics(threshold: float) -> dict[str, torchmetrics.Metric]:
@@ -90,7 +90,7 @@ def roc_curve(p_fake, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def binary_metrics(p_fake, labels, threshold: float) -> dict:
     """The full report: :func:`scores`, average precision, EER, counts, the confusion matrix (rows true,
-    columns predicted) and a per-class report, with the aliases of ``ALIASES``. Ranking metrics are None
+    columns predicted) and a per-class report, with the aliases of ``METRIC_ALIASES``. Ranking metrics are None
     when one class is absent."""
     p, y = _tensors(p_fake, labels)
     both = both_classes(labels)
@@ -115,7 +115,7 @@ def binary_metrics(p_fake, labels, threshold: float) -> dict:
 
 def with_aliases(metrics: dict) -> dict:
     """``metrics`` with the older name of each metric that has one (``accuracy``, ``roc_auc``) beside it."""
-    return {**metrics, **{alias: metrics[name] for alias, name in ALIASES.items() if name in metrics}}
+    return {**metrics, **{alias: metrics[name] for alias, name in METRIC_ALIASES.items() if name in metrics}}
 
 
 def classification_report(predicted, labels) -> dict:

@@ -1,4 +1,4 @@
-"""Robustness: the same evaluation under everyday image degradations.
+"""Robustness: the same evaluation under everyday image degradations (the set: configs/robustness.yaml).
 
 Each perturbation acts on the decoded full-size uint8 RGB image, before the face stage and
 the model's own resize and normalisation, as a re-shared or re-encoded picture would reach it. Written by
@@ -7,27 +7,28 @@ the model's own resize and normalisation, as a re-shared or re-encoded picture w
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from deepfake import bundled_file
+from deepfake.errors import ConfigError
 from deepfake.images import decode_image, encode_image
-from deepfake.metrics import ALIASES, binary_metrics
+from deepfake.metrics import METRIC_ALIASES, binary_metrics
 
 # An image perturbation: uint8 RGB (H, W, 3) and a generator seeded per image -> uint8 RGB.
 Perturbation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-# Gaussian noise on the 0-255 scale: visible in flat regions, about what a phone camera adds in dim light.
-NOISE_SIGMA = 8.0
 
 
 def jpeg(quality: int) -> Perturbation:
     def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return decode_image(encode_image(rgb, ".jpg", quality), max_pixels=None)
 
+    apply.description = f"JPEG re-encode, quality {quality}"
     return apply
 
 
@@ -35,27 +36,34 @@ def blur(sigma: float) -> Perturbation:
     def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma)  # kernel size from sigma (about 6 sigma wide)
 
+    apply.description = f"Gaussian blur, sigma {sigma:g} px"
     return apply
 
 
-def downscale(factor: float = 0.5) -> Perturbation:
+def downscale(factor: float) -> Perturbation:
     def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = rgb.shape[:2]
         small = cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
+    apply.description = (
+        "downscale to half (area), back up (bilinear)"
+        if factor == 0.5
+        else (f"downscale by {factor:g} (area), back up (bilinear)")
+    )
     return apply
 
 
-def noise(sigma: float = NOISE_SIGMA) -> Perturbation:
+def noise(sigma: float) -> Perturbation:
     def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noisy = rgb.astype(np.float32) + rng.normal(0.0, sigma, rgb.shape).astype(np.float32)
         return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
+    apply.description = f"Gaussian noise, sigma {sigma:g} (0-255)"
     return apply
 
 
-def framed(scale: float = 2.0, quality: int = 95) -> Perturbation:
+def framed(scale: float, quality: int) -> Perturbation:
     """The image at a random place inside a ``scale`` times larger, blurred copy of itself, saved as JPEG: a face
     crop turned into a photo with surroundings, the way users' pictures reach the detector."""
 
@@ -67,42 +75,67 @@ def framed(scale: float = 2.0, quality: int = 95) -> Perturbation:
         frame[y : y + h, x : x + w] = rgb
         return decode_image(encode_image(frame, ".jpg", quality), max_pixels=None)
 
+    apply.description = f"placed at random in a {scale:g}x larger blurred copy of itself, JPEG {quality}"
     return apply
 
 
-PERTURBATIONS: dict[str, Perturbation] = {
-    "jpeg_q90": jpeg(90),
-    "jpeg_q70": jpeg(70),
-    "jpeg_q50": jpeg(50),
-    "blur_sigma1": blur(1.0),
-    "blur_sigma2": blur(2.0),
-    "downscale_half": downscale(0.5),
-    f"noise_sigma{NOISE_SIGMA:g}": noise(NOISE_SIGMA),
-    "framed_2x": framed(2.0),
+KINDS: dict[str, Callable[..., Perturbation]] = {
+    "jpeg": jpeg,
+    "blur": blur,
+    "downscale": downscale,
+    "noise": noise,
+    "framed": framed,
 }
-
-DESCRIPTIONS = {
-    "clean": "none (as stored)",
-    "jpeg_q90": "JPEG re-encode, quality 90",
-    "jpeg_q70": "JPEG re-encode, quality 70",
-    "jpeg_q50": "JPEG re-encode, quality 50",
-    "blur_sigma1": "Gaussian blur, sigma 1 px",
-    "blur_sigma2": "Gaussian blur, sigma 2 px",
-    "downscale_half": "downscale to half (area), back up (bilinear)",
-    f"noise_sigma{NOISE_SIGMA:g}": f"Gaussian noise, sigma {NOISE_SIGMA:g} (0-255)",
-    "framed_2x": "placed at random in a 2x larger blurred copy of itself, JPEG 95",
-}
+DEFAULT_SET = "configs/robustness.yaml"
 
 
-def robustness_rows(p_fake: dict[str, np.ndarray], labels: np.ndarray, threshold: float) -> list[dict]:
-    """One row per condition of ``p_fake`` ("clean" first, then each perturbation's name): acc, precision,
-    recall, f1, auroc, average precision, EER, and auroc_drop from clean (with the aliases of metrics.ALIASES,
-    and auc_drop, the drop's older name)."""
-    keys = ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer", *ALIASES)
+def perturbations(spec: Mapping[str, Mapping]) -> dict[str, Perturbation]:
+    """The perturbations of a set as configs/robustness.yaml writes it: ``{name: {kind: ..., <settings>}}``.
+    A ConfigError names an unknown kind or a setting the kind does not take."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise ConfigError("a perturbation set maps names to {kind: ..., <settings>}, as configs/robustness.yaml does")
+    built = {}
+    for name, entry in spec.items():
+        settings = dict(entry) if isinstance(entry, Mapping) else {}
+        kind = settings.pop("kind", None)
+        if kind not in KINDS:
+            raise ConfigError(f"perturbation {name}: kind={kind!r} is not one of {', '.join(KINDS)}")
+        try:
+            built[str(name)] = KINDS[kind](**settings)
+        except TypeError:
+            taken = ", ".join(inspect.signature(KINDS[kind]).parameters)
+            raise ConfigError(
+                f"perturbation {name}: a {kind} takes {taken}, not {', '.join(settings) or 'nothing'}"
+            ) from None
+    return built
+
+
+def read_perturbations(path: str | Path | None = None) -> dict[str, Perturbation]:
+    """The perturbation set of a YAML file; by default configs/robustness.yaml (shipped with the package)."""
+    import yaml
+
+    path = Path(path) if path else bundled_file(DEFAULT_SET)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--perturbations {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--perturbations {path}: not YAML ({str(exc).splitlines()[0]})") from exc
+    return perturbations(spec)
+
+
+def robustness_rows(
+    p_fake: dict[str, np.ndarray], labels: np.ndarray, threshold: float, applied: Mapping[str, Perturbation]
+) -> list[dict]:
+    """One row per condition of ``p_fake`` ("clean" first, then each perturbation's name, described by
+    ``applied``): acc, precision, recall, f1, auroc, average precision, EER, and auroc_drop from clean (with the
+    aliases of metrics.METRIC_ALIASES, and auc_drop, the drop's older name)."""
+    keys = ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer", *METRIC_ALIASES)
     rows = []
     for name, p in p_fake.items():
         m = binary_metrics(p, labels, threshold)
-        rows.append({"perturbation": name, "description": DESCRIPTIONS.get(name, name), **{k: m[k] for k in keys}})
+        description = "none (as stored)" if name == "clean" else getattr(applied.get(name), "description", name)
+        rows.append({"perturbation": name, "description": description, **{k: m[k] for k in keys}})
     clean_auc = rows[0]["auroc"]
     for row in rows:
         auc = row["auroc"]

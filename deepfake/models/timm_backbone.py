@@ -15,7 +15,7 @@ from deepfake.errors import ModelError
 from deepfake.models.registry import register
 
 # Short names used by the configs; any other timm model name is passed through as is.
-ALIASES = {
+BACKBONE_ALIASES = {
     "vgg16": "vgg16",
     "xception": "legacy_xception",  # the Keras Xception the reference apps used
     "mobilenetv2": "mobilenetv2_100",
@@ -42,7 +42,7 @@ def create_backbone(backbone: str, *, pretrained: bool, weights_file: str | None
     import huggingface_hub.constants
     import timm
 
-    name = ALIASES.get(backbone, backbone)
+    name = BACKBONE_ALIASES.get(backbone, backbone)
     if not timm.is_model(name):
         raise ModelError(f"model.backbone={backbone!r} is not a timm model (see timm.list_models())")
     overlay = {}

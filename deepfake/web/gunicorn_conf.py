@@ -1,4 +1,4 @@
-"""gunicorn settings for ``make serve`` and ``deepfake-serve`` (deepfake/web/serve.py), which run
+"""gunicorn settings for ``make serve`` and ``deepfake-serve`` (deepfake/commands/serve.py), which run
 ``gunicorn -c <this file>``.
 
 Give it as a file, not as ``python:deepfake.web.gunicorn_conf``: importing it as a module imports

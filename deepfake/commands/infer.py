@@ -184,7 +184,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     method = args.explain
     if args.ckpt is not None:
-        from deepfake.training import load_checkpoint
+        from deepfake.training.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(args.ckpt)
         threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold  # checkpoints carry none
@@ -248,5 +248,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":  # python -m deepfake.infer
+if __name__ == "__main__":  # python -m deepfake.commands.infer
     sys.exit(main())
