@@ -30,7 +30,7 @@ MAX_PIXELS = 40_000_000
 # Pillow's JPEG reader calls the multi-picture JPEG that phone cameras write MPO: a JPEG to OpenCV.
 _PILLOW_OPENERS = ["JPEG", "PNG", "BMP", "WEBP", "TIFF"]
 _PILLOW_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp", "TIFF": "tiff"}
-FORMAT_SUFFIXES = {"jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "webp": ".webp", "tiff": ".tif"}
+IMAGE_FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "webp": ".webp", "tiff": ".tif"}
 FORMAT_NAMES = "JPEG, PNG, BMP, WebP or TIFF"
 # How much of a file's end is read to see that it is complete (end-of-image marker, IEND chunk).
 _TAIL_BYTES = 1024
@@ -43,7 +43,7 @@ class ImageTooLargeError(ImageError):
 def read_header(source: bytes | BinaryIO) -> tuple[str, int, int]:
     """(format, width, height) from an encoded image's header, read by Pillow without decoding pixels.
 
-    ``format`` is a key of FORMAT_SUFFIXES. ImageError when the bytes are not an image OpenCV can decode.
+    ``format`` is a key of IMAGE_FORMAT_SUFFIX. ImageError when the bytes are not an image OpenCV can decode.
     """
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:

@@ -18,7 +18,7 @@ from deepfake.errors import ImageError
 from deepfake.images import MAX_PIXELS, ImageTooLargeError, check_pixels
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv"}
-FORMAT_SUFFIXES = {"mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv"}
+VIDEO_FORMAT_SUFFIX = {"mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv"}
 VIDEO_FORMAT_NAMES = "MP4, MOV, AVI, WebM or MKV"
 DEFAULT_FRAMES = 32
 MAX_DURATION_S = 600.0
@@ -60,7 +60,7 @@ class Frame:
 
 
 def video_format(head: bytes) -> str | None:
-    """The container of a file from its first bytes (never its name): a key of FORMAT_SUFFIXES, or None."""
+    """The container of a file from its first bytes (never its name): a key of VIDEO_FORMAT_SUFFIX, or None."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return "mov" if head[8:12] == b"qt  " else "mp4"
     if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):

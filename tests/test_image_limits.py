@@ -11,7 +11,7 @@ from helpers import png_bomb
 
 from deepfake.errors import ImageError
 from deepfake.images import (
-    FORMAT_SUFFIXES,
+    IMAGE_FORMAT_SUFFIX,
     MAX_PIXELS,
     ImageTooLargeError,
     check_image_file,
@@ -56,7 +56,7 @@ def test_header_size_matches_the_decoded_size(suffix, params, shape):
     data = encode(suffix, shape, params)
     decoded = decode_image(data)
     assert image_size(data) == (decoded.shape[1], decoded.shape[0]) == (shape[1], shape[0])
-    assert FORMAT_SUFFIXES[image_format(data)] == suffix
+    assert IMAGE_FORMAT_SUFFIX[image_format(data)] == suffix
 
 
 def test_header_size_of_other_writers_layouts():

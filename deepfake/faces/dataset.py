@@ -38,7 +38,7 @@ class Cropped:
     error: str | None = None  # the image could not be read or decoded
 
 
-def _entry(cache: Path, digest: str) -> Path:
+def _crop_entry(cache: Path, digest: str) -> Path:
     return cache / digest[:2] / digest
 
 
@@ -54,7 +54,7 @@ def crop_one(path: str, stage: FaceStage, cache: Path) -> Cropped:
         data = Path(path).read_bytes()
     except OSError as exc:
         return Cropped(path, None, 0, None, f"cannot read file: {exc.strerror or exc}")
-    entry = _entry(cache, hashlib.sha256(data).hexdigest())
+    entry = _crop_entry(cache, hashlib.sha256(data).hexdigest())
     meta_file, png = entry.with_suffix(".json"), entry.with_suffix(".png")
     if meta_file.is_file():
         try:

@@ -35,7 +35,7 @@ def landmarks(rgb: np.ndarray) -> np.ndarray | None:
     return None if found is None else found.xy.copy()
 
 
-def _entry(cache: Path, data: bytes) -> Path:
+def _landmark_entry(cache: Path, data: bytes) -> Path:
     digest = hashlib.sha256(CACHE_TAG + data).hexdigest()
     return cache / digest[:2] / f"{digest}.json"
 
@@ -58,7 +58,7 @@ def landmarks_one(path: str, cache: Path) -> np.ndarray | None:
         data = Path(path).read_bytes()
     except OSError:
         return None
-    entry = _entry(cache, data)
+    entry = _landmark_entry(cache, data)
     found, points = _read(entry)
     if found:
         return points

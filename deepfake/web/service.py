@@ -22,12 +22,19 @@ from flask import current_app
 
 from deepfake.errors import ConfigError, ImageError, ModelError, UserError
 from deepfake.faces import warm_up
-from deepfake.images import FORMAT_NAMES, FORMAT_SUFFIXES, ImageTooLargeError, decode_image, encode_image, image_format
+from deepfake.images import (
+    FORMAT_NAMES,
+    IMAGE_FORMAT_SUFFIX,
+    ImageTooLargeError,
+    decode_image,
+    encode_image,
+    image_format,
+)
 from deepfake.predictor import FACES_OPTIONS, Prediction, Predictor, VideoPrediction
-from deepfake.video import FORMAT_SUFFIXES as VIDEO_SUFFIXES
 from deepfake.video import (
     HEADER_BYTES,
     VIDEO_FORMAT_NAMES,
+    VIDEO_FORMAT_SUFFIX,
     NoFramesError,
     VideoError,
     VideoTooLongError,
@@ -327,7 +334,7 @@ class Service:
 
     def keep(self, upload: Upload) -> Path:
         """Save an accepted upload under a name the server makes: the client's name never reaches the file system."""
-        suffix = VIDEO_SUFFIXES[upload.format] if upload.is_video else FORMAT_SUFFIXES[upload.format]
+        suffix = VIDEO_FORMAT_SUFFIX[upload.format] if upload.is_video else IMAGE_FORMAT_SUFFIX[upload.format]
         path = self.keep_uploads / f"{uuid.uuid4().hex}{suffix}"
         with open(path, "xb") as fh:  # "x": never overwrite, even on a uuid collision
             if upload.is_video:
@@ -366,7 +373,7 @@ def uploads_from(
                         pass
                 uploads.append(Upload(f.filename or "", data))
                 continue
-            path = spool.folder() / f"{uuid.uuid4().hex}{VIDEO_SUFFIXES[fmt]}"
+            path = spool.folder() / f"{uuid.uuid4().hex}{VIDEO_FORMAT_SUFFIX[fmt]}"
             with open(path, "wb") as out:
                 out.write(head)
                 shutil.copyfileobj(f.stream, out, 1 << 20)
