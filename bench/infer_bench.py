@@ -51,7 +51,7 @@ from deepfake.models import create_model  # noqa: E402
 from deepfake.predictor import DEFAULT_MODEL, Predictor  # noqa: E402
 from deepfake.preprocess import Preprocess  # noqa: E402
 from deepfake.timing import median_seconds  # noqa: E402
-from deepfake.training import net_config  # noqa: E402
+from deepfake.training.checkpoint import net_config  # noqa: E402
 
 # Targets of issue 3, for this 2-core machine.
 PEAK_GFLOPS = 2 * 2.6 * 64  # cores x GHz x fp32 FLOP/cycle (AVX-512 FMA, two units)
@@ -107,7 +107,7 @@ def model_config(name: str) -> dict:
     """configs/model/<name>.yaml as train.py composes it."""
     from hydra import compose, initialize_config_dir
 
-    from deepfake.training import store_config
+    from deepfake.training.config import store_config
 
     store_config()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

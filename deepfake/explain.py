@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from deepfake.faces import FaceStage
     from deepfake.predictor import Predictor
     from deepfake.preprocess import Preprocess
-    from deepfake.training import Checkpoint
+    from deepfake.training.checkpoint import Checkpoint
 
 METHODS = ("occlusion", "gradcam", "ig", "attention")
 ONNX_METHODS = ("occlusion", "attention")
@@ -131,7 +131,7 @@ def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Expl
     import torch
 
     from deepfake.models import returns_attention
-    from deepfake.training import load_checkpoint
+    from deepfake.training.checkpoint import load_checkpoint
 
     _check_method(method)
     if not hasattr(checkpoint, "net"):

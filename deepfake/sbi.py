@@ -28,7 +28,7 @@ The masks once came from dlib's 68 points (a non-commercial model). What changed
   lower oval (cheekbones to chin) in place of dlib's jaw points 3-13. The mesh's nose set starts between the
   eyes, as dlib's did, so the nose-mouth-chin part is still a wedge from the bridge of the nose to the jaw.
 
-The unaltered face is the real of the pair. Both then go through the same augmentation (:mod:`deepfake.data`).
+The unaltered face is the real of the pair. Both then go through the same augmentation (:mod:`deepfake.data.dataset`).
 numpy and OpenCV (and the mesh's index sets), no torch.
 """
 
@@ -63,15 +63,22 @@ class BlendSettings:
     brightness: float = 0.1  # as a share of 255, both ways
     contrast: float = 0.1  # factor 1 +- this
     resample: tuple[float, float] = (2.0, 4.0)  # blur: down by a factor in this range and back up ...
-    sharpen_p: float = 0.5  # ... or, with this probability, a light unsharp mask instead
+    sharpen_p: float = 0.5  # ... or, with this probability, a light unsharp mask instead:
+    sharpen_sigma: tuple[float, float] = (0.8, 1.5)  # the Gaussian blur it subtracts, sigma in pixels
+    sharpen_amount: tuple[float, float] = (0.3, 0.8)  # its weights: 1 + a for the image, -b for the blur
     shift: float = 0.03  # jitter of the altered copy and of the mask, as a share of the side
     scale: float = 0.05  # their scale 1 +- this
-    elastic: float = 0.03  # elastic warp of the mask: largest displacement, as a share of the side
+    elastic: float = 0.03  # elastic warp of the mask: largest displacement, as a share of the side ...
+    elastic_grid: int = 5  # ... from a grid of this many control points a side (a few bends)
+    feather_scale: tuple[float, float] = (0.2, 0.6)  # feathering: the mask shrunk at this share of its size ...
+    feather_shrink: tuple[float, float] = (0.05, 0.15)  # ... blurred by this share of that side, cut below 1 ...
+    feather_soften: tuple[float, float] = (0.03, 0.12)  # ... and blurred again by this share of the full side
     opacity: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # drawn uniformly from these
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resample", tuple(float(v) for v in self.resample))
-        object.__setattr__(self, "opacity", tuple(float(v) for v in self.opacity))
+        ranges = ("resample", "sharpen_sigma", "sharpen_amount", "feather_scale", "feather_shrink", "feather_soften")
+        for name in (*ranges, "opacity"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         checks = (
             (0 <= self.hull_p <= 1, "hull_p must be in [0, 1]"),
             (0 <= self.sharpen_p <= 1, "sharpen_p must be in [0, 1]"),
@@ -80,6 +87,10 @@ class BlendSettings:
             (all(v >= 0 for v in (self.rgb_shift, self.hue_shift, self.sat_shift)), "colour shifts must be >= 0"),
             (all(0 <= v < 1 for v in (self.brightness, self.contrast, self.shift, self.scale)), "ranges in [0, 1)"),
             (0 <= self.elastic < 0.5, "elastic must be in [0, 0.5)"),
+            (self.elastic_grid >= 2, "elastic_grid must be at least 2"),
+            (all(len(getattr(self, r)) == 2 for r in ranges), f"{', '.join(ranges)} must each be [lo, hi]"),
+            (all(0 < v for r in ranges[1:] for v in getattr(self, r)), "sharpen_* and feather_* ranges must be > 0"),
+            (all(v <= 1 for r in ranges[3:] for v in getattr(self, r)), "feather_* ranges must be at most 1"),
         )
         for ok, message in checks:
             if not ok:
@@ -100,8 +111,8 @@ class SelfBlender:
         altered = self.alter(rgb, rng)
         altered = _jitter(altered, rng, s.shift, s.scale, cv2.BORDER_REFLECT_101)
         mask = _jitter(mask, rng, s.shift, s.scale, cv2.BORDER_CONSTANT)
-        mask = _elastic(mask, rng, s.elastic)
-        mask = _feather(mask, rng) * float(rng.choice(s.opacity))
+        mask = _elastic(mask, rng, s.elastic, s.elastic_grid)
+        mask = _feather(mask, rng, s) * float(rng.choice(s.opacity))
         # Either copy may be the altered one: the model must not learn "the inside is the altered part".
         inside, outside = (altered, rgb) if rng.random() < 0.5 else (rgb, altered)
         m = mask[..., None]
@@ -139,8 +150,8 @@ class SelfBlender:
         img = np.clip(img, 0, 255).astype(np.uint8)
         height, width = img.shape[:2]
         if rng.random() < s.sharpen_p:
-            blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.8, 1.5))
-            return cv2.addWeighted(img, 1 + rng.uniform(0.3, 0.8), blurred, -rng.uniform(0.3, 0.8), 0)
+            blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(*s.sharpen_sigma))
+            return cv2.addWeighted(img, 1 + rng.uniform(*s.sharpen_amount), blurred, -rng.uniform(*s.sharpen_amount), 0)
         factor = rng.uniform(*s.resample)
         small = cv2.resize(img, (max(1, round(width / factor)), max(1, round(height / factor))), cv2.INTER_AREA)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -155,7 +166,7 @@ def _jitter(img: np.ndarray, rng: np.random.Generator, shift: float, scale: floa
     return cv2.warpAffine(img, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def _elastic(mask: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+def _elastic(mask: np.ndarray, rng: np.random.Generator, amount: float, grid: int) -> np.ndarray:
     """A smooth random displacement of up to ``amount`` of the side: a boundary that no hull would draw."""
     if amount <= 0:
         return mask
@@ -163,7 +174,7 @@ def _elastic(mask: np.ndarray, rng: np.random.Generator, amount: float) -> np.nd
     side = max(height, width)
     fields = []
     for _ in range(2):
-        coarse = rng.uniform(-1, 1, (5, 5)).astype(np.float32)  # 5x5 control points: a few bends per side
+        coarse = rng.uniform(-1, 1, (grid, grid)).astype(np.float32)  # control points: a few bends per side
         fields.append(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC) * amount * side)
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     return cv2.remap(mask, grid_x + fields[0], grid_y + fields[1], cv2.INTER_LINEAR, borderValue=0)
@@ -173,18 +184,18 @@ def _odd(n: float) -> int:
     return max(3, int(n) // 2 * 2 + 1)
 
 
-def _feather(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _feather(mask: np.ndarray, rng: np.random.Generator, s: BlendSettings) -> np.ndarray:
     """Shrink and soften the mask's edge by random amounts; normalised to a peak of 1."""
     height, width = mask.shape
-    factor = rng.uniform(0.2, 0.6)
+    factor = rng.uniform(*s.feather_scale)
     small = cv2.resize(mask, (max(8, round(width * factor)), max(8, round(height * factor))), cv2.INTER_AREA)
-    kernel = _odd(rng.uniform(0.05, 0.15) * small.shape[1])
+    kernel = _odd(rng.uniform(*s.feather_shrink) * small.shape[1])
     small = cv2.GaussianBlur(small, (kernel, kernel), 0)
     small[small < 1] = 0  # what the blur reached from outside is cut: the mask shrinks
     if not small.any():
         small = cv2.resize(mask, small.shape[::-1], interpolation=cv2.INTER_AREA)  # too small to shrink
     mask = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    kernel = _odd(rng.uniform(0.03, 0.12) * width)
+    kernel = _odd(rng.uniform(*s.feather_soften) * width)
     mask = cv2.GaussianBlur(mask, (kernel, kernel), 0)
     peak = float(mask.max())
     return mask / peak if peak > 0 else mask

@@ -22,8 +22,6 @@ import numpy as np
 
 # The outline is drawn this many times finer than the model's pixels, then area-averaged: each pixel's share.
 SUPERSAMPLE = 8
-# Recent crops kept (per data-loader worker) as other crops' surroundings.
-MEMORY = 32
 
 
 def inside_share(outline: np.ndarray, crop_side: int, size: int) -> np.ndarray:
@@ -39,19 +37,36 @@ def inside_share(outline: np.ndarray, crop_side: int, size: int) -> np.ndarray:
 
 
 class Surroundings:
-    """Fills the outside of crops at model size: ``p`` the probability of a fill (else the black stays)."""
+    """Fills the outside of crops at model size: ``p`` the probability of a fill (else the black stays).
 
-    def __init__(self, p: float):
+    The ranges the fills are drawn from (``data.augment.outside_*`` in configs/data/default.yaml): ``zoom``, the
+    enlargement of the crop and ``zoom_blur`` its blur; ``crop_blur``, the blur of another crop (half the time);
+    ``noise``, the standard deviation of a flat colour's noise; ``memory``, the recent crops kept (per data-loader
+    worker) as other crops' surroundings. Blurs are in pixels of a 64 px crop, scaled with the crop's size."""
+
+    def __init__(
+        self,
+        p: float,
+        *,
+        zoom: tuple[float, float] = (2.0, 3.5),
+        zoom_blur: tuple[float, float] = (0.5, 3.0),
+        crop_blur: tuple[float, float] = (0.5, 2.0),
+        noise: tuple[float, float] = (0.0, 8.0),
+        memory: int = 32,
+    ):
+        from deepfake.errors import ConfigError
+
         if not 0.0 <= p <= 1.0:
-            from deepfake.errors import ConfigError
-
             raise ConfigError(f"data.augment.outside_p={p} must be a probability, between 0 and 1")
+        if memory < 1:
+            raise ConfigError(f"data.augment.outside_memory={memory} must be at least 1")
         self.p = p
+        self.zoom, self.zoom_blur, self.crop_blur, self.noise, self.memory = zoom, zoom_blur, crop_blur, noise, memory
         self.seen: list[np.ndarray] = []
 
     def remember(self, rgb: np.ndarray) -> None:
         """Keep a crop (uint8 (S, S, 3), at model size) as a later crop's possible surroundings."""
-        if len(self.seen) >= MEMORY:
+        if len(self.seen) >= self.memory:
             self.seen.pop(0)
         self.seen.append(rgb.copy())
 
@@ -60,21 +75,21 @@ class Surroundings:
         size = rgb.shape[0]
         kind = rng.integers(3) if self.seen else rng.choice([0, 2])
         if kind == 0:  # the crop enlarged about a random point of the image, out of focus
-            zoom = rng.uniform(2.0, 3.5)
+            zoom = rng.uniform(*self.zoom)
             ys, xs = np.nonzero(share >= 1.0)
             pick = rng.integers(len(xs)) if len(xs) else None
             centre = np.array([xs[pick], ys[pick]], float) if pick is not None else np.full(2, size / 2)
             matrix = np.array([[zoom, 0, size / 2 - zoom * centre[0]], [0, zoom, size / 2 - zoom * centre[1]]])
             out = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            return cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 3.0) * size / 64)
+            return cv2.GaussianBlur(out, (0, 0), rng.uniform(*self.zoom_blur) * size / 64)
         if kind == 1:  # another crop
             other = self.seen[rng.integers(len(self.seen))]
             other = other[:, ::-1] if rng.random() < 0.5 else other
             if rng.random() < 0.5:
-                other = cv2.GaussianBlur(np.ascontiguousarray(other), (0, 0), rng.uniform(0.5, 2.0) * size / 64)
+                other = cv2.GaussianBlur(np.ascontiguousarray(other), (0, 0), rng.uniform(*self.crop_blur) * size / 64)
             return np.ascontiguousarray(other)
         colour = rng.integers(0, 256, 3).astype(np.float32)
-        noisy = colour + rng.normal(0.0, rng.uniform(0.0, 8.0), (size, size, 3)).astype(np.float32)
+        noisy = colour + rng.normal(0.0, rng.uniform(*self.noise), (size, size, 3)).astype(np.float32)
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
     def __call__(self, images: np.ndarray, share: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -76,3 +76,27 @@ def fake_landmark_dataset(paths, cache, **kwargs):
         height, width = cv2.imread(str(path)).shape[:2]
         out.append(face_points(width, height))
     return out
+
+
+@functools.cache
+def _default_data():
+    """configs/data/default.yaml as train.py composes it (data.root aside)."""
+    from conftest import compose_train
+
+    return compose_train("data.root=unused").data
+
+
+def data_config(root, **values):
+    """A data module's settings: configs/data/default.yaml with data.root (a path or a list) and ``values`` set."""
+    from omegaconf import OmegaConf
+
+    root = [str(r) for r in root] if isinstance(root, list | tuple) else str(root)
+    return OmegaConf.merge(_default_data(), {"root": root, **values})
+
+
+def augment_config(**values):
+    """data.augment with every augmentation off but ``values`` (ranges as configs/data/default.yaml has them)."""
+    from omegaconf import OmegaConf
+
+    off = dict(enabled=True, crop_scale=None, hflip=0, rotation=0, brightness=0, contrast=0, jpeg_p=0, blur_p=0)
+    return OmegaConf.to_object(OmegaConf.merge(_default_data().augment, off, {"outside_p": 0}, values))

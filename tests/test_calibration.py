@@ -27,7 +27,7 @@ from deepfake.metrics import (
     threshold_at_fpr,
 )
 from deepfake.predictor import Predictor
-from deepfake.training import load_checkpoint
+from deepfake.training.checkpoint import load_checkpoint
 
 
 def sigmoid(z):

@@ -34,7 +34,7 @@ from deepfake.faces.drawing import BACKGROUND, draw_face
 from deepfake.metrics import threshold_at_fpr
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess
-from deepfake.training import Checkpoint
+from deepfake.training.checkpoint import Checkpoint
 from deepfake.video import write_video
 
 DATA = Path(__file__).parent / "data"

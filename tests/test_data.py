@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_class_folders, make_image, make_undecodable_png
+from helpers import augment_config, data_config
 
-from deepfake.data import DeepfakeDataModule, ImageDataset, collate_skip_bad, drop_bad_files
-from deepfake.samples import find_samples
+from deepfake.data.datamodule import DeepfakeDataModule, drop_bad_files
+from deepfake.data.dataset import ImageDataset, collate_skip_bad
 from deepfake.errors import DataError
 from deepfake.preprocess import FAKE, REAL, Preprocess
+from deepfake.samples import find_samples
 
 
 def _counts(samples):
@@ -20,8 +22,8 @@ def _counts(samples):
 
 def datamodule(root, **settings) -> DeepfakeDataModule:
     """configs/data/default.yaml's split, small batches, no workers."""
-    options = dict(batch_size=4, num_workers=0, val_fraction=0.1, test_fraction=0.1, seed=42) | settings
-    return DeepfakeDataModule(str(root), Preprocess(32), **options)
+    options = dict(batch_size=4, num_workers=0, val_fraction=0.1, test_fraction=0.1) | settings
+    return DeepfakeDataModule(data_config(root, **options), Preprocess(32), seed=42)
 
 
 def test_class_folders_split_80_10_10_stratified_and_disjoint(tmp_path):
@@ -164,23 +166,16 @@ def test_augmentation_is_off_by_default_and_changes_pixels_when_on(tmp_path):
     samples, _ = find_samples(root, val_fraction=0, test_fraction=0)
     plain = ImageDataset(samples, Preprocess(32))
     assert torch.equal(plain[0][0], plain[0][0])
-    from deepfake.data import build_augment
+    from deepfake.data.augment import build_augment
 
-    assert build_augment({"enabled": False, "hflip": 1.0}, 32) is None
-    augment = build_augment({"enabled": True, "hflip": 1.0}, 32)
+    assert build_augment(augment_config(enabled=False, hflip=1.0), 32) is None
+    augment = build_augment(augment_config(hflip=1.0), 32)
     flipped = ImageDataset(samples, Preprocess(32), augment)
     assert torch.allclose(flipped[0][0], plain[0][0].flip(-1))
     full = build_augment(
-        {
-            "enabled": True,
-            "hflip": 0.5,
-            "rotation": 10,
-            "brightness": 0.2,
-            "contrast": 0.2,
-            "jpeg_p": 1.0,
-            "blur_p": 1.0,
-            "crop_scale": [0.5, 0.6],
-        },
+        augment_config(
+            hflip=0.5, rotation=10, brightness=0.2, contrast=0.2, jpeg_p=1.0, blur_p=1.0, crop_scale=[0.5, 0.6]
+        ),
         32,
     )
     cropped = ImageDataset(samples, Preprocess(32), full)[0][0]

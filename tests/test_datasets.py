@@ -1,4 +1,4 @@
-"""Manifests, grouped splits and several datasets in one run (deepfake.datasets, deepfake.data), and the
+"""Manifests, grouped splits and several datasets in one run (deepfake.samples, deepfake.data), and the
 cross-dataset table of evaluate.py on them."""
 
 import csv
@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, TINY_HFNET, compose_train, make_class_folders, make_image
+from helpers import data_config
+from omegaconf import OmegaConf
 
-from deepfake.data import DeepfakeDataModule
-from deepfake.samples import dataset_specs, find_manifest, find_samples, read_split, split_digest
+from deepfake.data.datamodule import DeepfakeDataModule
 from deepfake.errors import ConfigError, DataError
 from deepfake.preprocess import Preprocess
+from deepfake.samples import dataset_specs, find_manifest, find_samples, read_split, split_digest
 
 DFDC = ROOT.parent / "shared" / "datasets" / "dfdc-mini"
 
@@ -128,16 +130,8 @@ def test_balance_dataset_draws_each_dataset_equally_often(tmp_path):
     small = make_class_folders(tmp_path / "small", 6, 6)
 
     def drawn(balance):
-        dm = DeepfakeDataModule(
-            [str(big), str(small)],
-            Preprocess(16),
-            batch_size=8,
-            num_workers=0,
-            val_fraction=0.2,
-            test_fraction=0.2,
-            seed=0,
-            balance=balance,
-        )
+        settings = data_config([big, small], batch_size=8, num_workers=0, val_fraction=0.2, test_fraction=0.2)
+        dm = DeepfakeDataModule(OmegaConf.merge(settings, {"balance": balance}), Preprocess(16), seed=0)
         dm.setup()
         loader = dm.train_dataloader()
         index = dm.datasets["train"].dataset_index
@@ -148,10 +142,7 @@ def test_balance_dataset_draws_each_dataset_equally_often(tmp_path):
     plain, _ = drawn("none")
     assert plain[1] / (20 * n) < 0.2  # in proportion: 8 of 44 training images
     with pytest.raises(ConfigError, match="data.balance=both"):
-        DeepfakeDataModule(
-            str(big), Preprocess(16), batch_size=8, num_workers=0, val_fraction=0.2, test_fraction=0.2, seed=0,
-            balance="both",
-        )  # fmt: skip
+        DeepfakeDataModule(data_config(big, balance="both"), Preprocess(16), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +165,7 @@ def two_dataset_run(tmp_path_factory):
         *TINY_HFNET,
         "trainer.max_epochs=4",
     )
-    from deepfake.training import train
+    from deepfake.training.train import train
 
     train(cfg)
     return run, folders, videos
@@ -200,7 +191,7 @@ def test_a_run_on_two_datasets_names_them_in_split_csv_and_scores_each(two_datas
 
 
 def test_cross_dataset_table_matches_training_per_dataset_scores(two_dataset_run, exported, tmp_path, capsys):
-    from deepfake.evaluate import main
+    from deepfake.commands.evaluate import main
 
     run, folders, videos = two_dataset_run
     other_model = exported[0]
@@ -238,9 +229,10 @@ def test_an_onnx_model_finds_its_grouped_test_split_from_its_metadata(two_datase
     assert sorted(s.path for s in samples) == expected and "metadata" in how
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DFDC.is_dir(), reason="../shared/datasets/dfdc-mini is absent")
 def test_a_dfdc_mini_run_grouped_by_source_video_writes_a_leak_free_split_csv(tmp_path):
-    from deepfake.training import train
+    from deepfake.training.train import train
 
     cfg = compose_train(
         f"run_dir={tmp_path}",

@@ -21,7 +21,7 @@ from deepfake.evaluate import main as evaluate_main
 from deepfake.metrics import binary_metrics
 from deepfake.predictor import Predictor
 from deepfake.robustness import PERTURBATIONS
-from deepfake.training import load_checkpoint
+from deepfake.training.checkpoint import load_checkpoint
 
 
 def pair_auc(p, y):
@@ -330,7 +330,7 @@ def test_one_pretrained_false_override_fits_every_model_of_a_sweep(compose_cfg, 
     """train.py -m model=cnn,...,mobilenetv2 ++model.pretrained=false: from-scratch models accept the statement."""
     from omegaconf import OmegaConf
 
-    from deepfake.training import DeepfakeLitModule
+    from deepfake.training.module import DeepfakeLitModule
 
     cfg = compose_cfg(f"model={model}", "++model.pretrained=false", "data.root=unused")
     assert cfg.model.pretrained is False

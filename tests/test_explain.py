@@ -21,7 +21,7 @@ from deepfake.models import attention as attention_mod
 from deepfake.models import create_model
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess
-from deepfake.training import Checkpoint, load_checkpoint
+from deepfake.training.checkpoint import Checkpoint, load_checkpoint
 
 SIZE = 64
 # The patch that matters, in model pixels: off-centre and off the diagonal, so a transposed,
@@ -325,12 +325,12 @@ def test_data_loader_workers_start_after_an_explanation_in_the_same_process(tmp_
         "import numpy as np\n"
         "from conftest import make_class_folders\n"
         "from deepfake import explain\n"
-        "from deepfake.data import DeepfakeDataModule\n"
+        "from deepfake.data.datamodule import DeepfakeDataModule\n"
+        "from helpers import data_config\n"
         "from deepfake.preprocess import Preprocess\n"
         "explain.overlay(np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), np.float32))\n"
-        f"dm = DeepfakeDataModule(make_class_folders(Path({str(tmp_path)!r}), 8, 8), Preprocess(16), batch_size=4,"
-        " val_fraction=0.1, test_fraction=0.1, seed=0,"
-        " num_workers=2)\n"
+        f"settings = data_config(make_class_folders(Path({str(tmp_path)!r}), 8, 8), batch_size=4, num_workers=2)\n"
+        "dm = DeepfakeDataModule(settings, Preprocess(16), seed=0)\n"
         "dm.collect_samples(); dm.setup()\n"
         "print(sum(1 for _ in dm.train_dataloader()))\n"
     )

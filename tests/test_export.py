@@ -13,13 +13,13 @@ from torch import nn
 
 from deepfake import export as export_mod
 from deepfake.contract import contract_metadata
-from deepfake.data import ImageDataset
+from deepfake.data.dataset import ImageDataset
 from deepfake.samples import Sample
 from deepfake.errors import ConfigError, ImageError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess
-from deepfake.training import load_checkpoint, resolve_checkpoint
+from deepfake.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 
 def test_export_writes_checked_onnx_with_dynamic_batch_and_contract(exported):
@@ -184,7 +184,7 @@ def test_a_pretrained_timm_run_exports_offline_after_its_weights_file_is_gone(
     from conftest import make_net
     from safetensors.torch import save_file
 
-    from deepfake.training import train
+    from deepfake.training.train import train
 
     weights = tmp_path / "imagenet.safetensors"
     start = make_net("mobilenetv2", "model.backbone=test_efficientnet")

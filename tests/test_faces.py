@@ -173,6 +173,7 @@ def test_unreadable_images_are_reported_not_raised(tmp_path):
     assert result.crop is None and result.error
 
 
+@pytest.mark.slow
 def test_the_command_line_writes_crops_in_the_class_layout(tmp_path):
     src = tmp_path / "src"
     for cls, seed in (("Real", 0), ("Fake", 1)):
@@ -202,6 +203,7 @@ def test_the_command_line_writes_crops_in_the_class_layout(tmp_path):
     assert "Real: a face in 1 of 1 files" in run.stdout
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_missing_folder(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "deepfake.faces", str(tmp_path / "nope"), str(tmp_path / "out")],
@@ -219,7 +221,7 @@ def face_run(tmp_path_factory):
     """A tiny model trained with data.faces=blazeface on drawn faces (fakes noisy), and one image without a face."""
     from conftest import compose_train
 
-    from deepfake.training import train
+    from deepfake.training.train import train
 
     tmp = tmp_path_factory.mktemp("face_run")
     data = tmp / "data"
@@ -266,10 +268,12 @@ def test_a_face_run_lists_images_without_a_face_and_the_rate_per_class(face_run)
 
 
 def test_training_and_the_predictor_feed_the_model_the_same_pixels(face_run, tmp_path):
-    from deepfake.data import DeepfakeDataModule, face_stage
+    from helpers import data_config
+
+    from deepfake.data.datamodule import DeepfakeDataModule
     from deepfake.export import export
     from deepfake.predictor import Predictor
-    from deepfake.training import load_checkpoint
+    from deepfake.training.checkpoint import load_checkpoint
 
     run, data, _, cfg = face_run
     checkpoint = load_checkpoint(run)
@@ -280,18 +284,9 @@ def test_training_and_the_predictor_feed_the_model_the_same_pixels(face_run, tmp
     assert predictor.face_stage == FaceStage()  # recorded in the file, used without being asked
     assert predictor.metadata["face_margin"] == "1.3"
 
-    datamodule = DeepfakeDataModule(
-        str(data),
-        checkpoint.preprocess,
-        batch_size=4,
-        num_workers=0,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        seed=cfg.seed,
-        faces=face_stage("blazeface", {}),
-        face_cache=str(cfg.data.face_cache),
-        no_face="drop",
-    )
+    settings = dict(batch_size=4, num_workers=0, val_fraction=0.2, test_fraction=0.2, faces="blazeface")
+    settings.update(face_cache=str(cfg.data.face_cache), no_face="drop")
+    datamodule = DeepfakeDataModule(data_config(data, **settings), checkpoint.preprocess, seed=cfg.seed)
     datamodule.setup()
     for sample, (x, *_) in zip(datamodule.datasets["test"].samples, datamodule.datasets["test"], strict=True):
         found, inputs = predictor.inputs(sample.path)
@@ -376,6 +371,7 @@ def test_faces_off_skips_the_stage_and_faces_on_adds_it_to_a_whole_image_model(f
     assert Predictor(tmp_path / "whole.onnx", faces=True).predict(image).face_found is True
 
 
+@pytest.mark.slow
 def test_infer_prints_every_face_and_every_frame(faces_model, tmp_path):
     from conftest import face_video
 
@@ -437,16 +433,17 @@ def test_a_framed_fake_and_its_crop_get_nearly_the_same_p_fake_from_the_bundled_
     assert np.median(gaps) < 0.15, gaps
 
 
+@pytest.mark.slow
 @needs_faces_mini
 def test_the_bundled_model_scores_framed_test_faces_as_it_scores_the_test_split():
     """The model card's figure: test AUROC as stored and with every test face framed, within 0.03."""
-    from deepfake.evaluate import score, select_samples
+    from deepfake.evaluate import score_samples, select_samples
     from deepfake.metrics import binary_metrics
     from deepfake.predictor import Predictor
-    from deepfake.robustness import PERTURBATIONS
+    from deepfake.robustness import read_perturbations
 
     samples, *_ = select_samples(FACES_MINI, "test")
-    scores = score(Predictor(), samples, {"framed_2x": PERTURBATIONS["framed_2x"]}, progress=False)
+    scores = score_samples(Predictor(), samples, {"framed_2x": read_perturbations()["framed_2x"]}, progress=False)
     clean = binary_metrics(scores.p_fake["clean"], scores.labels, 0.5)["auroc"]
     in_frame = binary_metrics(scores.p_fake["framed_2x"], scores.labels, 0.5)["auroc"]
     assert abs(clean - in_frame) <= 0.03, (clean, in_frame)

@@ -5,7 +5,7 @@ import csv
 import pytest
 from conftest import FACES_MINI
 
-from deepfake.training import train
+from deepfake.training.train import train
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,13 +15,15 @@ from deepfake.training.train import train
 
 MODEL_CONFIGS = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
 TIMM = {"vgg16", "xception", "mobilenetv2", "effb7", "effb7_att"}
+# One fast_dev_run of a timm backbone takes 7-30 s on 2 cores: the slow tier.
+SLOW_MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in TIMM else n for n in MODEL_CONFIGS]
 
 
 def test_all_seven_detectors_have_configs():
     assert set(MODEL_CONFIGS) >= {"cnn", "cnn_deep"} | TIMM
 
 
-@pytest.mark.parametrize("name", MODEL_CONFIGS)
+@pytest.mark.parametrize("name", SLOW_MODELS)
 def test_every_model_config_runs_fast_dev_run(name, folder_dataset, compose_cfg, tmp_path):
     overrides = [f"model={name}", f"data.root={folder_dataset}", "++trainer.fast_dev_run=true", "data.batch_size=4"]
     if name in TIMM:
@@ -122,11 +124,14 @@ def test_bad_model_settings_are_named(compose_cfg, folder_dataset, tmp_path):
 
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+# EfficientNet-B7 at 380 px (sbi_effb7_att): ~20 s for one fast_dev_run on 2 cores, the slow tier.
+SLOW_EXPERIMENTS = [pytest.param(n, marks=pytest.mark.slow) if "effb7" in n else n for n in EXPERIMENTS]
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", SLOW_EXPERIMENTS)
 def test_every_experiment_config_runs_fast_dev_run(name, folder_dataset, compose_cfg, monkeypatch):
-    monkeypatch.setattr("deepfake.data.landmark_dataset", fake_landmark_dataset)  # generated images: no real face
+    # generated images: no real face
+    monkeypatch.setattr("deepfake.data.datamodule.landmark_dataset", fake_landmark_dataset)
     cfg = compose_cfg(
         f"experiment={name}",
         f"data.root={folder_dataset}",

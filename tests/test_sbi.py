@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 import torch
 from conftest import FACES_MINI, compose_train, make_class_folders
-from helpers import face_points, fake_landmark_dataset
+from helpers import augment_config, data_config, face_points, fake_landmark_dataset
 
-from deepfake import data as data_module
-from deepfake.data import DeepfakeDataModule, ImageDataset, PseudoFakes, blender, collate_skip_bad
-from deepfake.samples import Sample
+from deepfake.data import datamodule as data_module
+from deepfake.data.augment import build_augment
+from deepfake.data.datamodule import DeepfakeDataModule
+from deepfake.data.dataset import ImageDataset, collate_skip_bad
+from deepfake.data.pairs import PseudoFakes, blender
 from deepfake.errors import ConfigError, DataError, ImageError, ModelError
 from deepfake.faces import landmarks as landmarks_module
 from deepfake.faces import mesh
 from deepfake.faces.drawing import draw_face
 from deepfake.preprocess import Preprocess
+from deepfake.samples import Sample
 from deepfake.sbi import PARTS, BlendSettings, SelfBlender, sample_sheet
-from deepfake.training import train
+from deepfake.training.train import train
 
 DFDC_MINI = FACES_MINI.parent / "dfdc-mini"
 
@@ -242,9 +245,8 @@ def identity_pairs(samples, count, seed=None) -> PseudoFakes:
 def test_a_pair_gets_one_augmentation_and_collates_as_two_labelled_images(tmp_path):
     root = make_class_folders(tmp_path / "d", 3, 2)
     samples = [Sample(str(p), int("Fake" in p.parent.name), "train") for p in sorted(root.rglob("*.jpg"))]
-    augment = data_module.build_augment(
-        {"enabled": True, "crop_scale": [0.5, 1.0], "hflip": 0.5, "rotation": 20, "brightness": 0.3, "contrast": 0.3},
-        32,
+    augment = build_augment(
+        augment_config(crop_scale=[0.5, 1.0], hflip=0.5, rotation=20, brightness=0.3, contrast=0.3), 32
     )
     dataset = ImageDataset(samples, Preprocess(image_size=32), augment, pseudo_fakes=identity_pairs(samples, 4))
     assert len(dataset) == 5 + 4
@@ -277,11 +279,10 @@ def datamodule(root, **kwargs) -> DeepfakeDataModule:
         num_workers=0,
         val_fraction=0.2,
         test_fraction=0.2,
-        seed=1,
         pseudo_fakes="sbi",
         landmark_cache="/nonexistent-unused",
     )
-    return DeepfakeDataModule(str(root), Preprocess(image_size=32), **{**settings, **kwargs})
+    return DeepfakeDataModule(data_config(root, **{**settings, **kwargs}), Preprocess(image_size=32), seed=1)
 
 
 def test_pseudo_fakes_ratio_sets_the_share_of_pseudo_fakes_among_trainings_fakes(tmp_path, drawn_landmarks):
@@ -337,6 +338,7 @@ def test_sbi_effb7_att_is_effb7_with_attention_on_sbi_at_380_px_with_amp():
     assert cfg.data.pseudo_fakes == "sbi" and cfg.data.faces == "blazeface"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FACES_MINI.is_dir(), reason=f"{FACES_MINI} not found")
 def test_sbi_faces_mini_trains_on_real_faces_and_writes_sbi_samples(tmp_path):
     run = tmp_path / "run"

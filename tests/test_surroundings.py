@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import face_photo
+from helpers import augment_config
 
-from deepfake.data import ImageDataset, build_surroundings
-from deepfake.samples import Sample
+from deepfake.data.augment import build_surroundings
+from deepfake.data.dataset import ImageDataset
 from deepfake.errors import ConfigError
 from deepfake.faces import Face, FaceStage
 from deepfake.faces.dataset import crop_one, read_outline
 from deepfake.faces.detect import cut, image_outline
 from deepfake.images import encode_image, read_image
 from deepfake.preprocess import Preprocess
+from deepfake.samples import Sample
 from deepfake.surroundings import Surroundings, inside_share
 
 GREY = 200
@@ -77,9 +79,9 @@ def test_a_pair_gets_the_same_surroundings():
 
 def test_outside_p_must_be_a_probability_and_is_off_without_augmentation():
     with pytest.raises(ConfigError, match="outside_p=1.5"):
-        build_surroundings({"enabled": True, "outside_p": 1.5})
-    assert build_surroundings({"enabled": False, "outside_p": 0.5}) is None
-    assert build_surroundings({"enabled": True, "outside_p": 0.0}) is None
+        build_surroundings(augment_config(outside_p=1.5))
+    assert build_surroundings(augment_config(enabled=False, outside_p=0.5)) is None
+    assert build_surroundings(augment_config(outside_p=0.0)) is None
 
 
 def test_the_crop_cache_records_the_outline_and_recuts_entries_made_before_it(tmp_path):

@@ -8,10 +8,12 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, make_class_folders, make_image, make_undecodable_png, model_cfg
+from helpers import data_config
 from torch import nn
 
-from deepfake.data import DeepfakeDataModule
-from deepfake.training import DeepfakeLitModule, train
+from deepfake.data.datamodule import DeepfakeDataModule
+from deepfake.training.module import DeepfakeLitModule
+from deepfake.training.train import train
 
 
 def _epochs_trained(run_dir):
@@ -63,9 +65,7 @@ def test_label_order_real0_fake1_from_folder_to_metrics(tmp_path):
         make_class_folders(root / split, 2, 2)
     module = DeepfakeLitModule(model=model_cfg("cnn"), image_size=32)
     module.net = AlwaysFake()
-    dm = DeepfakeDataModule(
-        str(root), module.preprocess, batch_size=4, num_workers=0, val_fraction=0.1, test_fraction=0.1, seed=0
-    )
+    dm = DeepfakeDataModule(data_config(root, batch_size=4, num_workers=0), module.preprocess, seed=0)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     (metrics,) = trainer.test(module, datamodule=dm, verbose=False)
     assert metrics["test/recall"] == pytest.approx(1.0)
@@ -114,6 +114,7 @@ def test_training_survives_an_image_that_fails_to_decode(folder_dataset, compose
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [

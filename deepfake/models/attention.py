@@ -9,22 +9,31 @@ mask is near zero, where the plain ratio would divide one underflowing number by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from deepfake.errors import ModelError
 from deepfake.models.registry import register
 from deepfake.models.timm_backbone import create_backbone, data_config
 
+# The mask branch's widths before its last 1x1 conv to one channel: model.net.attention in configs/model/effb7_att.yaml;
+# this default builds checkpoints saved before it was a setting.
+ATTENTION_WIDTHS = (64, 16, 8)
+
 
 class AttentionGAPHead(nn.Module):
-    def __init__(self, channels: int, *, hidden: int, dropout: float):
+    def __init__(self, channels: int, *, hidden: int, dropout: float, widths: Sequence[int] = ATTENTION_WIDTHS):
         super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if not widths or min(widths) < 1:
+            raise ModelError(f"model.net.attention={list(widths)} must list one or more positive widths")
         self.norm = nn.BatchNorm2d(channels)
-        widths = (channels, 64, 16, 8)
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
+        for c_in, c_out in zip((channels, *widths[:-1]), widths, strict=True):
             layers += [nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True)]
-        self.attention = nn.Sequential(*layers, nn.Conv2d(8, 1, 1), nn.Sigmoid())
+        self.attention = nn.Sequential(*layers, nn.Conv2d(widths[-1], 1, 1), nn.Sigmoid())
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(channels, hidden),
@@ -51,13 +60,22 @@ class AttentionGAPHead(nn.Module):
 class AttentionNet(nn.Module):
     """timm backbone features -> :class:`AttentionGAPHead`; ``forward(x, return_mask=True)`` also returns the mask."""
 
-    def __init__(self, *, backbone: str, dropout: float, hidden: int, pretrained: bool, weights_file: str | None):
+    def __init__(
+        self,
+        *,
+        backbone: str,
+        dropout: float,
+        hidden: int,
+        pretrained: bool,
+        weights_file: str | None,
+        attention: Sequence[int] = ATTENTION_WIDTHS,
+    ):
         super().__init__()
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, weights_file=weights_file, num_classes=0, global_pool=""
         )
         self.mean, self.std = data_config(self.backbone)
-        self.head = AttentionGAPHead(self.backbone.num_features, hidden=hidden, dropout=dropout)
+        self.head = AttentionGAPHead(self.backbone.num_features, hidden=hidden, dropout=dropout, widths=attention)
 
     def forward(self, x: torch.Tensor, return_mask: bool = False):
         logits, mask = self.head(self.backbone.forward_features(x))
