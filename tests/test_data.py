@@ -189,3 +189,12 @@ def test_bad_data_settings_are_named(tmp_path):
         datamodule(tmp_path, num_workers="many")
     with pytest.raises(DataError, match="val_fraction"):
         find_samples(tmp_path, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_drop_last_leaves_out_trainings_last_smaller_batch_only(tmp_path):
+    root = make_class_folders(tmp_path / "d", 11, 10)  # 17 training images: batches of 4, 4, 4, 4 and 1
+    for drop, batches in ((False, [4, 4, 4, 4, 1]), (True, [4, 4, 4, 4])):
+        dm = datamodule(root, drop_last=drop)
+        dm.setup()
+        assert sorted((len(y) for _, y, _ in dm.train_dataloader()), reverse=True) == batches
+        assert sum(len(y) for _, y, _ in dm.val_dataloader()) == 2

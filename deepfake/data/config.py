@@ -62,6 +62,7 @@ class DataConfig:
     balance: str = MISSING  # "none" or "dataset"
     image_size: int = MISSING
     batch_size: int = MISSING
+    drop_last: bool = MISSING  # training leaves out its last, smaller batch
     num_workers: Any = MISSING  # "auto" or a count
     val_fraction: float = MISSING
     test_fraction: float = MISSING

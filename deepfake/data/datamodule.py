@@ -325,6 +325,7 @@ class DeepfakeDataModule(L.LightningDataModule):
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
+            drop_last=self.settings.drop_last and split == "train",
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
