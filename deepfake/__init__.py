@@ -6,11 +6,12 @@ One image, from disk to a verdict, and the module that does each step:
                   then its pixels are decoded to RGB
     preprocess    the contract: resize to the model's square input, scale to [0, 1], normalise; labels
                   real = 0, fake = 1; the model outputs the logit of "fake"
-    data          training finds the images of a dataset (Real/ Fake/ folders, a Train/Validation/Test
-                  tree or a CSV), splits them and batches them through that same contract
+    samples       training finds the images of a dataset (Real/ Fake/ folders, a Train/Validation/Test
+                  tree or a CSV) and splits them
+    data          and batches them through that same contract (settings, augmentation, data module)
     models        the networks, by name (cnn, hfnet, timm backbones, the attention head)
     training      Lightning fits one (train.py: configs/ composed by Hydra) and saves checkpoints that
-                  carry their model config and the contract; load_checkpoint reads them back
+                  carry their model config and the contract; training.checkpoint reads them back
     export        a checkpoint becomes an ONNX file with the contract in its metadata, checked against PyTorch
     predictor     the ONNX file and onnxruntime give p_fake and the verdict; no torch
     infer, web    the command line and the web app in front of the predictor

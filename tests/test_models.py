@@ -234,6 +234,34 @@ def test_any_torch_optimiser_or_schedule_is_one_override_away():
     assert isinstance(constant, torch.optim.Adam) and none is None
 
 
+def test_the_loss_and_the_plateau_schedules_metric_come_from_config():
+    from deepfake.training.module import DeepfakeLitModule
+
+    def module(*overrides):
+        return DeepfakeLitModule(model=model_cfg("cnn", *overrides), image_size=32)
+
+    plain = module()
+    assert isinstance(plain.loss, torch.nn.BCEWithLogitsLoss)
+    assert plain.configure_optimizers()["lr_scheduler"]["monitor"] == "val/loss"
+    smooth = module("model.loss._target_=torch.nn.SmoothL1Loss")
+    assert isinstance(smooth.loss, torch.nn.SmoothL1Loss)
+    found = module("model.scheduler.monitor=val/auroc", "model.scheduler.mode=max").configure_optimizers()
+    assert found["lr_scheduler"]["monitor"] == "val/auroc" and found["lr_scheduler"]["scheduler"].mode == "max"
+    with pytest.raises(ConfigError, match="model.scheduler.monitor"):
+        module("~model.scheduler.monitor").configure_optimizers()
+    with pytest.raises(ConfigError, match=r"model.loss \(torch.nn.NoSuchLoss\) cannot be used"):
+        module("model.loss._target_=torch.nn.NoSuchLoss")
+
+
+def test_the_attention_heads_widths_come_from_config():
+    head = AttentionGAPHead(channels=6, hidden=4, dropout=0.0, widths=(5, 3)).eval()
+    convs = [layer for layer in head.attention if isinstance(layer, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(6, 5), (5, 3), (3, 1)]
+    assert model_cfg("effb7_att")["net"]["attention"] == [64, 16, 8]
+    with pytest.raises(ModelError, match="model.net.attention"):
+        AttentionGAPHead(channels=6, hidden=4, dropout=0.0, widths=())
+
+
 def test_a_cosine_schedule_from_an_experiment_yaml(tmp_path, folder_dataset, compose_cfg):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "cosine_cnn.yaml").write_text(

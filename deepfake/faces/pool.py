@@ -20,7 +20,8 @@ def _in_worker(fn: Callable[..., R], args: tuple) -> R:
     import cv2
 
     # 0 (sequential), not 1: 1 tears down the OpenCV thread pool inherited from the parent and, if the parent had
-    # started one, waits forever on its threads (see deepfake.data.init_worker). The pool uses every core already.
+    # started one, waits forever on its threads (see deepfake.data.dataset.init_worker). The pool uses every core
+    # already.
     cv2.setNumThreads(0)
     return fn(*args)
 

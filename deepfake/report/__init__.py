@@ -5,7 +5,7 @@
 
 The flow (:func:`build_report`), a module a step:
 
-1. :mod:`.inputs`: list the labelled files of every ROOT as :mod:`deepfake.datasets` reads them, without
+1. :mod:`.inputs`: list the labelled files of every ROOT as :mod:`deepfake.samples` reads them, without
    inventing a split for an unsplit folder; with ``--split-csv``, a run's split.csv gives each file its split,
    dataset and group (files it does not list are "unlisted").
 2. :mod:`.scan`: scan every file once in a process pool (:func:`.scan.scan_file`): byte size, format, mode and
