@@ -26,7 +26,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 CANDIDATES = ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
 CHROMIUM = next((path for path in CANDIDATES if path and os.path.exists(path)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,9 @@ import sys
 import pytest
 from conftest import ROOT
 
+# Each case starts an entry script in a fresh interpreter (torch, Lightning and Hydra imports): ~6 s apiece.
+pytestmark = pytest.mark.slow
+
 
 def run(script: str, *args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     command = [sys.executable, str(ROOT / script), *args]

@@ -169,6 +169,7 @@ def test_unusable_model_data_or_options_exit_2_with_one_line(exported, tmp_path,
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_the_script_reports_a_missing_model_without_a_traceback(folder_dataset, tmp_path):
     result = subprocess.run(
         [sys.executable, "evaluate.py", "--model", "nope.onnx", "--data", str(folder_dataset), "--out", str(tmp_path)],

@@ -262,6 +262,7 @@ def test_infer_explain_writes_pngs_of_each_image_size_next_to_the_usual_verdicts
     assert row["label"] in ("real", "fake")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -316,6 +317,7 @@ def test_bundled_model_occlusion_looks_at_the_face_on_faces_mini():
     assert np.mean(centre) > 2 * np.mean(border)
 
 
+@pytest.mark.slow
 def test_data_loader_workers_start_after_an_explanation_in_the_same_process(tmp_path):
     """An overlay of a large image starts OpenCV's thread pool; loader workers forked afterwards used to hang forever in
     cv2.setNumThreads. Run in a subprocess with a timeout, so a regression fails instead of hanging the suite."""

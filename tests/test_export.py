@@ -174,6 +174,7 @@ def test_a_run_directory_exports_its_best_checkpoint(trained_run, tmp_path):
 # Checkpoints load anywhere, offline; export from Python without Hydra
 
 
+@pytest.mark.slow
 def test_a_pretrained_timm_run_exports_offline_after_its_weights_file_is_gone(
     compose_cfg, folder_dataset, tmp_path, monkeypatch
 ):

@@ -64,6 +64,7 @@ def place(face: np.ndarray, frame: np.ndarray, centre, scale: float, angle: floa
     return out, matrix
 
 
+@pytest.mark.slow
 @needs_faces_mini
 def test_aligned_crops_put_the_eyes_in_the_same_place_wherever_the_face_is():
     """One face at five places in a 1024x768 photo, at 0.5x to 2x, turned up to 20 degrees either way: its crops put

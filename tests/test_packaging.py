@@ -22,6 +22,9 @@ from conftest import ROOT, make_image, start_gunicorn
 
 from deepfake.predictor import Predictor
 
+# Every test builds the wheel and runs it in subprocesses; the base install also reaches the package index.
+pytestmark = pytest.mark.slow
+
 CHECK = """
 import json, sys
 from pathlib import Path
@@ -138,6 +141,7 @@ def base_install(wheel, tmp_path_factory) -> Path:
     return venv / "bin"
 
 
+@pytest.mark.network
 def test_a_base_install_has_no_torch_yet_judges_images_and_serves(base_install, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEEPFAKE_MODEL")}
     python = str(base_install / "python")

@@ -99,6 +99,7 @@ def test_one_predictor_is_safe_from_many_threads(exported):
             assert list(pool.map(lambda f: predictor.predict(f).p_fake, files)) == expected
 
 
+@pytest.mark.slow
 def test_infer_prints_verdicts_reports_bad_files_and_exits_1(exported, tmp_path):
     out, _, _, data = exported
     bad = tmp_path / "broken.jpg"
@@ -116,6 +117,7 @@ def test_infer_prints_verdicts_reports_bad_files_and_exits_1(exported, tmp_path)
     ]
 
 
+@pytest.mark.slow
 def test_infer_json_threshold_and_batch_size(exported):
     out, _, _, data = exported
     default = run_infer("--onnx", out, "--json", data / "Fake")
@@ -133,6 +135,7 @@ def test_infer_json_threshold_and_batch_size(exported):
         assert result.returncode == 2 and "must" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_infer_with_a_missing_model_says_so(tmp_path):
     result = run_infer("--onnx", tmp_path / "none.onnx", tmp_path)
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
@@ -160,6 +163,7 @@ def test_bundled_model_is_small_self_describing_and_used_by_default():
     assert predictor.face_stage is not None and predictor.metadata["face_detector"] == "blazeface"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (FACES_MINI / "Fake").is_dir(), reason=f"{FACES_MINI} not found")
 def test_bundled_model_reads_faces_mini_fakes_as_fake_end_to_end():
     """From the files on disk through infer.py's default model: the label order holds on real data."""

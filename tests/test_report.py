@@ -244,6 +244,7 @@ def test_two_roots_are_two_datasets_and_a_shared_image_crosses_them(tmp_path):
     assert "exact_across_datasets" in kinds(summary)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[str(ROOT / "report.py")], ["-m", "deepfake.report"]])
 def test_a_missing_root_is_one_line_and_exit_2(command, tmp_path, capsys):
     assert main(["/no/such/root", "--out", str(tmp_path / "r"), "--no-progress"]) == 2

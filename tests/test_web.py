@@ -315,6 +315,7 @@ def test_faces_mini_verdicts_through_the_api_keep_the_label_order():
     assert ordered >= 0.65, ordered
 
 
+@pytest.mark.slow
 def test_dev_server_help_names_the_flags():
     result = subprocess.run(
         [sys.executable, "-m", "deepfake.web", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
