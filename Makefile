@@ -1,4 +1,5 @@
-# make test            create .venv if missing, install with test extras, run the tests
+# make test            create .venv if missing, install with test extras, run every test (all tiers)
+# make test-fast       the default tier only: no slow, network, browser or gpu tests (under 3 minutes on 2 cores)
 # make demo [DATA=...]  train the reference CNN for 7 epochs (about a minute) and print its test metrics
 # make default-model   retrain and re-export the bundled models/default.onnx (configs/experiment/default_model.yaml,
 #                      about 20 minutes on 2 cores)
@@ -30,7 +31,7 @@ SOAK_CLIENTS ?= 32
 SOAK_SECONDS ?= 60
 SOAK_MODE ?= mix
 
-.PHONY: test demo default-model report cross-dataset bench serve bench-http bench-soak lint format clean
+.PHONY: test test-fast demo default-model report cross-dataset bench serve bench-http bench-soak lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The markers are declared in pyproject.toml; README "Tests" says what each tier holds.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not network and not browser and not gpu"
 
 demo: $(VENV)/.installed
 	$(PY) train.py experiment=demo data.root=$(DATA)
