@@ -126,7 +126,7 @@ def explain_onnx(predictor: Predictor, image, method: str = "occlusion") -> Expl
 
 
 def explain_checkpoint(checkpoint: Checkpoint | str, image, method: str) -> Explanation:
-    """Explain a checkpoint's verdict (a Checkpoint from deepfake.training.load_checkpoint, a .ckpt or a run
+    """Explain a checkpoint's verdict (a Checkpoint from deepfake.training.checkpoint.load_checkpoint, a .ckpt or a run
     directory)."""
     import torch
 

@@ -12,11 +12,12 @@ from conftest import export_cfg
 from torchmetrics.functional import classification as F
 
 from deepfake import export as export_mod
+from deepfake.commands.evaluate import main as evaluate_main
 from deepfake.contract import LOGIT_NAME, OUTPUT_NAME
-from deepfake.samples import find_samples
 from deepfake.errors import ConfigError
 from deepfake.evaluate import evaluate
-from deepfake.export import ExportOptions, export, parse_threshold, preprocessed
+from deepfake.export import ExportOptions, describe_export, export, parse_threshold, preprocessed
+from deepfake.export import calibration as export_calibration
 from deepfake.metrics import (
     binary_metrics,
     binary_nll,
@@ -27,6 +28,7 @@ from deepfake.metrics import (
     threshold_at_fpr,
 )
 from deepfake.predictor import Predictor
+from deepfake.samples import find_samples
 from deepfake.training.checkpoint import load_checkpoint
 
 
@@ -149,7 +151,7 @@ def calibrated(trained_run, tmp_path_factory):
     run, data = trained_run
     out = tmp_path_factory.mktemp("calibrated") / "model.onnx"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(export_mod, "MIN_TEMPERATURE_IMAGES", 2)
+        patch.setattr(export_calibration, "MIN_TEMPERATURE_IMAGES", 2)
         report = export(export_cfg(f"ckpt={run}/checkpoints/last.ckpt", f"out={out}", "threshold=fpr:0.05"))
     return out, report, run, data
 
@@ -209,9 +211,9 @@ def test_a_fpr_threshold_is_chosen_on_the_calibrated_validation_scores(calibrate
 
 def test_export_prints_its_calibration_and_threshold(trained_run, tmp_path, capsys, monkeypatch):
     run, _ = trained_run
-    monkeypatch.setattr(export_mod, "MIN_TEMPERATURE_IMAGES", 2)
+    monkeypatch.setattr(export_calibration, "MIN_TEMPERATURE_IMAGES", 2)
     report = export(ckpt=str(run), out=str(tmp_path / "m.onnx"), threshold=0.4)
-    printed = capsys.readouterr().out
+    printed = describe_export(report)
     t = report["temperature"]
     assert f"temperature {t:g} fitted on 4 validation images (2 fake): ECE " in printed and "NLL" in printed
     assert "threshold 0.4 (fixed; on validation: FPR " in printed
@@ -221,9 +223,9 @@ def test_export_prints_its_calibration_and_threshold(trained_run, tmp_path, caps
 def test_too_few_validation_images_or_calibrate_false_keep_t_1(trained_run, tmp_path, capsys):
     run, _ = trained_run
     report = export(ckpt=str(run), out=str(tmp_path / "few.onnx"))
-    assert report["temperature"] == 1.0 and "fitting needs at least 20" in capsys.readouterr().out
+    assert report["temperature"] == 1.0 and "fitting needs at least 20" in describe_export(report)
     report = export(export_cfg(f"ckpt={run}", f"out={tmp_path / 'off.onnx'}", "calibrate=false"))
-    assert "temperature 1 (calibrate=false)" in capsys.readouterr().out
+    assert "temperature 1 (calibrate=false)" in describe_export(report)
     meta = {p.key: p.value for p in onnx.load(tmp_path / "off.onnx").metadata_props}
     assert meta["temperature"] == "1.0" and json.loads(meta["calibration"])["fitted"] is False
     assert "val_ece_after" not in meta and "threshold_val_fpr" not in meta  # calibrate=false never reads val
@@ -235,7 +237,7 @@ def test_a_checkpoint_outside_its_run_exports_with_t_1_and_a_notice(trained_run,
     shutil.copy(run / "checkpoints" / "last.ckpt", alone)
     report = export(ckpt=str(alone), out=str(tmp_path / "m.onnx"))
     assert report["temperature"] == 1.0
-    assert "temperature 1: no validation split" in capsys.readouterr().out
+    assert "temperature 1: no validation split" in describe_export(report)
     assert Predictor(tmp_path / "m.onnx").temperature == 1.0
     with pytest.raises(ConfigError, match=r"threshold=fpr:0.05 is chosen on the run's validation split"):
         export(ckpt=str(alone), out=str(tmp_path / "n.onnx"), threshold="fpr:0.05")
@@ -261,7 +263,8 @@ def test_evaluate_reports_ece_and_draws_the_reliability_diagram(calibrated, tmp_
     import cv2
 
     out, report, _, data = calibrated
-    metrics = evaluate(out, data, tmp_path, progress=False)
+    assert evaluate_main(["--model", str(out), "--data", str(data), "--out", str(tmp_path)]) == 0
+    metrics = evaluate(out, data, tmp_path, progress=False).metrics
     samples, _ = find_samples(data)
     p = np.array([v.p_fake for v in Predictor(out).predict_batch([s.path for s in samples])])
     y = np.array([s.label for s in samples])

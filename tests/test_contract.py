@@ -11,7 +11,6 @@ import pytest
 from torch import nn
 
 from deepfake import contract
-from deepfake import export as export_mod
 from deepfake.contract import (
     Contract,
     aggregate_faces,
@@ -26,14 +25,15 @@ from deepfake.contract import (
     set_metadata,
     threshold_metadata,
 )
-from deepfake.samples import Sample, write_split
 from deepfake.errors import ConfigError, ModelError
 from deepfake.export import ExportOptions, export, write_onnx
+from deepfake.export import calibration as export_calibration
 from deepfake.faces import FaceStage
 from deepfake.faces.drawing import BACKGROUND, draw_face
-from deepfake.metrics import threshold_at_fpr
+from deepfake.metrics import fit_temperature, threshold_at_fpr
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess
+from deepfake.samples import Sample, write_split
 from deepfake.training.checkpoint import Checkpoint
 from deepfake.video import write_video
 
@@ -288,7 +288,7 @@ def exported_with(faces_run, name: str, monkeypatch=None, **options):
     checkpoint, *_, root = faces_run
     out = root / f"{name}.onnx"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(export_mod, "MIN_TEMPERATURE_IMAGES", 10)
+        patch.setattr(export_calibration, "MIN_TEMPERATURE_IMAGES", 10)
         if monkeypatch:
             monkeypatch(patch)
         report = export(
@@ -319,7 +319,7 @@ def test_the_validation_fpr_a_file_states_holds_on_images_with_two_faces(faces_r
     # The temperature was fitted on one logit per image, the max of its faces' (exact: see aggregate_logits).
     assert report["calibration"]["fitted"] and report["calibration"]["aggregate_faces"] == "max"
     per_image = np.array([max(np.log(f / (1 - f))) for f in faces]) * predictor.temperature
-    fitted = export_mod.fit_temperature(per_image, labels)
+    fitted = fit_temperature(per_image, labels)
     assert predictor.temperature == pytest.approx(float(f"{fitted:.4g}"), rel=1e-3)
 
     # The largest face alone (what export judged before) would give another threshold, and the file would call
@@ -333,13 +333,13 @@ def test_an_export_judging_the_largest_face_only_would_break_the_stated_fpr(face
     """The same export with its validation images cut down to their largest face, as before: the check above
     fails for it."""
     checkpoint, paths, labels, _ = faces_run
-    original = export_mod.prepared_images
+    original = export_calibration.prepared_images
 
     def largest_only(*args, **kwargs):
         return [(found[:1], x[:1]) if found else (found, x) for found, x in original(*args, **kwargs)]
 
     out, _ = exported_with(
-        faces_run, "largest", lambda patch: patch.setattr(export_mod, "prepared_images", largest_only)
+        faces_run, "largest", lambda patch: patch.setattr(export_calibration, "prepared_images", largest_only)
     )
     predictor = Predictor(out)
     stated = float(metadata(out)["threshold_val_fpr"])

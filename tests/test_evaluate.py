@@ -12,15 +12,15 @@ import pytest
 import torch
 from conftest import ROOT, make_image
 
+from deepfake.commands.compare import main as compare_main
+from deepfake.commands.evaluate import main as evaluate_main
 from deepfake.compare import compare
-from deepfake.compare import main as compare_main
 from deepfake.curves import plot_curves, read_epoch_metrics
-from deepfake.samples import find_samples
-from deepfake.evaluate import evaluate, score, select_samples
-from deepfake.evaluate import main as evaluate_main
+from deepfake.evaluate import evaluate, score_samples, select_samples
 from deepfake.metrics import binary_metrics
 from deepfake.predictor import Predictor
-from deepfake.robustness import PERTURBATIONS
+from deepfake.robustness import read_perturbations
+from deepfake.samples import find_samples
 from deepfake.training.checkpoint import load_checkpoint
 
 
@@ -76,7 +76,8 @@ def test_one_class_only_gives_no_ranking_metrics():
 
 def test_evaluate_onnx_matches_the_predictor_and_writes_the_report(exported, tmp_path, capsys):
     onnx_path, _, _, data = exported
-    metrics = evaluate(onnx_path, data, tmp_path / "out", progress=False)
+    assert evaluate_main(["--model", str(onnx_path), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    metrics = evaluate(onnx_path, data, tmp_path / "again", progress=False).metrics
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     samples, _ = find_samples(data)
@@ -110,8 +111,8 @@ def test_evaluate_onnx_matches_the_predictor_and_writes_the_report(exported, tmp
 
 def test_a_checkpoint_scores_exactly_as_its_export(exported, tmp_path):
     onnx_path, _, run, data = exported
-    from_onnx = evaluate(onnx_path, data, tmp_path / "a", split="test", progress=False)
-    from_ckpt = evaluate(run / "checkpoints" / "last.ckpt", data, tmp_path / "b", split="test", progress=False)
+    from_onnx = evaluate(onnx_path, data, tmp_path / "a", split="test", progress=False).metrics
+    from_ckpt = evaluate(run / "checkpoints" / "last.ckpt", data, tmp_path / "b", split="test", progress=False).metrics
     for key in ("acc", "precision", "recall", "f1", "auroc", "average_precision", "eer"):
         assert from_ckpt[key] == pytest.approx(from_onnx[key], abs=1e-6), key
     assert from_ckpt["confusion_matrix"] == from_onnx["confusion_matrix"]
@@ -122,7 +123,7 @@ def test_training_and_evaluate_report_the_same_test_scores_under_the_same_names(
     and evaluate.py on that run's test split agree on every figure both write."""
     run, data = trained_run
     trained = json.loads((run / "metrics.json").read_text())
-    evaluated = evaluate(run, data, tmp_path, split="test", progress=False)
+    evaluated = evaluate(run, data, tmp_path, split="test", progress=False).metrics
     for name in ("acc", "precision", "recall", "f1", "auroc"):
         assert evaluated[name] == pytest.approx(trained[f"test/{name}"], abs=1e-6), name
 
@@ -189,15 +190,15 @@ def test_each_perturbation_changes_the_pixels_by_its_strength(tmp_path):
     rgb = cv2.cvtColor(cv2.imread(str(make_image(tmp_path / "f.png", 1, seed=3, size=96))), cv2.COLOR_BGR2RGB)
 
     def error(name):
-        out = PERTURBATIONS[name](rgb, np.random.default_rng(0))
+        out = read_perturbations()[name](rgb, np.random.default_rng(0))
         assert out.shape == rgb.shape and out.dtype == np.uint8
         return float(np.abs(out.astype(float) - rgb).mean())
 
-    errors = {name: error(name) for name in PERTURBATIONS if name != "framed_2x"}
+    errors = {name: error(name) for name in read_perturbations() if name != "framed_2x"}
     assert all(e > 0.5 for e in errors.values()), errors
     assert errors["jpeg_q50"] > errors["jpeg_q70"] > errors["jpeg_q90"]
     assert errors["blur_sigma2"] > errors["blur_sigma1"]
-    noise = PERTURBATIONS["noise_sigma8"]
+    noise = read_perturbations()["noise_sigma8"]
     seeded = [noise(rgb, np.random.default_rng(7)) for _ in range(2)]
     assert np.array_equal(*seeded)  # results do not depend on scoring order
     assert np.std(noise(np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(0)).astype(float)) == pytest.approx(
@@ -207,7 +208,7 @@ def test_each_perturbation_changes_the_pixels_by_its_strength(tmp_path):
 
 def test_framed_puts_the_image_whole_inside_a_larger_blurred_copy_of_itself(tmp_path):
     rgb = cv2.cvtColor(cv2.imread(str(make_image(tmp_path / "f.png", 0, seed=3, size=96))), cv2.COLOR_BGR2RGB)
-    out = PERTURBATIONS["framed_2x"](rgb, np.random.default_rng(0))
+    out = read_perturbations()["framed_2x"](rgb, np.random.default_rng(0))
     assert out.shape == (192, 192, 3)
     # Somewhere inside is the image itself (JPEG 95 changes it only slightly), and around it something else.
     matches = [
@@ -221,15 +222,15 @@ def test_framed_puts_the_image_whole_inside_a_larger_blurred_copy_of_itself(tmp_
     outside = np.ones(out.shape[:2], bool)
     outside[y : y + 96, x : x + 96] = False
     assert outside.any()
-    other = PERTURBATIONS["framed_2x"](rgb, np.random.default_rng(1))
+    other = read_perturbations()["framed_2x"](rgb, np.random.default_rng(1))
     assert not np.array_equal(out, other)  # the place is drawn per image
 
 
 def test_robustness_writes_one_row_per_perturbation(exported, tmp_path, capsys):
     onnx_path, _, _, data = exported
-    evaluate(onnx_path, data, tmp_path, robustness=True, progress=False)
+    assert evaluate_main(["--model", str(onnx_path), "--data", str(data), "--out", str(tmp_path), "--robustness"]) == 0
     rows = json.loads((tmp_path / "robustness.json").read_text())
-    assert [r["perturbation"] for r in rows] == ["clean", *PERTURBATIONS]
+    assert [r["perturbation"] for r in rows] == ["clean", *read_perturbations()]
     clean = json.loads((tmp_path / "metrics.json").read_text())
     assert rows[0]["auroc"] == clean["auroc"] and rows[0]["auroc_drop"] == 0
     assert all(r["auroc_drop"] == pytest.approx(clean["auroc"] - r["auroc"]) for r in rows)
@@ -240,15 +241,39 @@ def test_robustness_writes_one_row_per_perturbation(exported, tmp_path, capsys):
     assert "| jpeg_q50 |" in capsys.readouterr().out
 
 
+def test_the_perturbation_set_comes_from_yaml_and_a_bad_entry_is_named(exported, tmp_path, capsys):
+    onnx_path, _, _, data = exported
+    args = ["--model", str(onnx_path), "--data", str(data), "--out", str(tmp_path / "out"), "--robustness"]
+    custom = tmp_path / "set.yaml"
+    custom.write_text("jpeg_q30: {kind: jpeg, quality: 30}\nsoft: {kind: blur, sigma: 0.5}\n")
+    assert evaluate_main([*args, "--perturbations", str(custom)]) == 0
+    rows = json.loads((tmp_path / "out" / "robustness.json").read_text())
+    assert [(r["perturbation"], r["description"]) for r in rows] == [
+        ("clean", "none (as stored)"),
+        ("jpeg_q30", "JPEG re-encode, quality 30"),
+        ("soft", "Gaussian blur, sigma 0.5 px"),
+    ]
+    capsys.readouterr()
+    for text, message in [
+        ("x: {kind: sharpen}\n", "perturbation x: kind='sharpen' is not one of jpeg, blur"),
+        ("y: {kind: blur, radius: 2}\n", "perturbation y: a blur takes sigma, not radius"),
+        ("[1, 2]\n", "maps names to {kind: ..., <settings>}"),
+    ]:
+        custom.write_text(text)
+        assert evaluate_main([*args, "--perturbations", str(custom)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
 def test_perturbations_reach_the_model(exported):
     onnx_path, _, _, data = exported
     samples, _ = find_samples(data)
-    scores = score(Predictor(onnx_path), samples, PERTURBATIONS, batch_size=16, progress=False)
+    scores = score_samples(Predictor(onnx_path), samples, read_perturbations(), batch_size=16, progress=False)
     clean = scores.p_fake["clean"]
-    for name in PERTURBATIONS:
+    for name in read_perturbations():
         assert np.abs(scores.p_fake[name] - clean).mean() > 1e-4, name
     # Neither batching nor threads change anything, noise included.
-    again = score(Predictor(onnx_path), samples, PERTURBATIONS, batch_size=7, progress=False, workers=1)
+    again = score_samples(Predictor(onnx_path), samples, read_perturbations(), batch_size=7, progress=False, workers=1)
     for name, p in scores.p_fake.items():
         np.testing.assert_allclose(again.p_fake[name], p, atol=1e-6)
 
@@ -304,6 +329,8 @@ def test_compare_ranks_the_runs_and_lists_a_failed_one(trained_run, tmp_path, ca
     (multirun / "2_cnn" / ".hydra").mkdir(parents=True)  # crashed before writing anything but Hydra's files
     (multirun / "multirun.yaml").write_text("hydra: {}\n")
 
+    assert compare_main([str(multirun)]) == 0
+    assert "| rank | model |" in capsys.readouterr().out
     rows = compare([multirun])
     assert [r["status"].split(" (")[0] for r in rows] == ["ok", "ok", "failed: no metrics.json"]
     params = sum(p.numel() for p in load_checkpoint(run).net.parameters())
@@ -316,7 +343,6 @@ def test_compare_ranks_the_runs_and_lists_a_failed_one(trained_run, tmp_path, ca
     assert "- cnn (`2_cnn`): failed: no metrics.json (crashed, interrupted or still running)" in table
     assert png_size(multirun / "comparison.png")[0] > 600
     assert json.loads((multirun / "comparison.json").read_text())[2]["run"] == "2_cnn"
-    assert "| rank | model |" in capsys.readouterr().out
 
 
 def test_compare_without_runs_exits_2(tmp_path, capsys):

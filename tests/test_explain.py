@@ -12,11 +12,11 @@ from conftest import FACES_MINI, ROOT, make_image, make_net
 from torch import nn
 
 from deepfake import explain
+from deepfake.commands.infer import main as infer_main
 from deepfake.contract import contract_metadata
 from deepfake.errors import UserError
 from deepfake.explain import explain_checkpoint, explain_onnx, feature_layer, supported_methods
 from deepfake.export import write_onnx
-from deepfake.infer import main as infer_main
 from deepfake.models import attention as attention_mod
 from deepfake.models import create_model
 from deepfake.predictor import Predictor
@@ -293,7 +293,7 @@ def test_plain_infer_run_still_imports_no_torch(exported):
         "        if name.split('.')[0] in ('torch', 'captum', 'lightning', 'timm'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from deepfake.infer import main\n"
+        "from deepfake.commands.infer import main\n"
         f"sys.exit(main(['--onnx', {str(out)!r}, {str(data / 'Fake')!r}]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

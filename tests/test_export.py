@@ -14,11 +14,11 @@ from torch import nn
 from deepfake import export as export_mod
 from deepfake.contract import contract_metadata
 from deepfake.data.dataset import ImageDataset
-from deepfake.samples import Sample
 from deepfake.errors import ConfigError, ImageError, ModelError
-from deepfake.export import ExportOptions, export, write_onnx
+from deepfake.export import ExportOptions, describe_export, export, write_onnx
 from deepfake.predictor import Predictor
 from deepfake.preprocess import Preprocess
+from deepfake.samples import Sample
 from deepfake.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 
@@ -133,7 +133,7 @@ def test_fp16_and_int8_variants_report_their_drop_and_keep_the_contract(trained_
         assert variants[name]["out"] == str(path) and path.stat().st_size < out.stat().st_size
         assert variants[name]["auroc_drop"] == pytest.approx(variants["fp32"]["auroc"] - variants[name]["auroc"])
         assert Predictor(path).preprocess == Predictor(out).preprocess
-    printed = capsys.readouterr().out
+    printed = describe_export(report)
     assert "fp16" in printed and "int8" in printed and "drop" in printed
 
 

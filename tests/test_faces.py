@@ -424,7 +424,7 @@ def test_a_framed_fake_and_its_crop_get_nearly_the_same_p_fake_from_the_bundled_
     gaps = []
     for k, path in enumerate(sorted((FACES_MINI / "Fake").glob("*.jpg"))[:16]):
         face = read_image(path)
-        inside = framed(2.0)(face, np.random.default_rng(k))  # 512x512, the face somewhere inside, JPEG 95
+        inside = framed(2.0, 95)(face, np.random.default_rng(k))  # 512x512, the face somewhere inside, JPEG 95
         assert inside.shape == (512, 512, 3)
         crop, frame = predictor.predict(face), predictor.predict(inside)
         assert frame.face_found and crop.face_found

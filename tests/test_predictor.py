@@ -28,7 +28,7 @@ def test_importing_the_predictor_and_cli_does_not_import_torch():
         "        if name.split('.')[0] in ('torch', 'lightning', 'torchvision', 'timm'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import deepfake.predictor, deepfake.infer\n"
+        "import deepfake.predictor, deepfake.commands.infer\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -16,11 +16,12 @@ import pytest
 from conftest import FACES_MINI, ROOT, make_undecodable_png
 from PIL import Image
 
-from deepfake.samples import Sample, write_split
-from deepfake.report import build_report, main
+from deepfake.commands.report import main
+from deepfake.report import build_report
 from deepfake.report.duplicates import near_pairs, popcount
 from deepfake.report.page import thumbnail_uri
 from deepfake.report.scan import jpeg_quality, scan_file
+from deepfake.samples import Sample, write_split
 
 
 def smooth_image(seed: int, size: int = 64) -> np.ndarray:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake.samples import Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.inputs import Columns
 from deepfake.report.scan import Scan
+from deepfake.samples import Sample
 
 # Measured on faces-mini and dfdc-mini (bench/report_bench.py --distances): re-encoding at JPEG quality 50-90,
 # saving as PNG or resizing to 50-90% moves the hash by at most 4 bits (2 in 99% of images), while the nearest

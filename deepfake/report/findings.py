@@ -10,11 +10,11 @@ from itertools import pairwise
 
 import numpy as np
 
-from deepfake.samples import SPLITS, Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.duplicates import EXAMPLES, MAX_NEAR_PAIRS
 from deepfake.report.inputs import UNLISTED, Columns, Listing
 from deepfake.report.scan import Scan
+from deepfake.samples import SPLITS, Sample
 
 # A class ratio above this is an imbalance; an attribute is reported when a rule on it alone tells the classes
 # apart with balanced accuracy 0.5 + TVD/2 of at least 55%, and beyond sampling noise.

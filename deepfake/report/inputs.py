@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake.samples import SPLITS, Sample, dataset_name, dataset_specs, list_samples, read_split
 from deepfake.errors import DataError
+from deepfake.samples import SPLITS, Sample, dataset_name, dataset_specs, list_samples, read_split
 
 UNLISTED = "unlisted"  # the split of a file under a ROOT that --split-csv does not list
 
@@ -70,7 +70,9 @@ def apply_split_csv(samples: list[Sample], split_csv: str | Path, have_roots: bo
             continue
         matched.add(entry.path)
         out.append(
-            replace(sample, split=entry.split, dataset=entry.dataset or sample.dataset, group=entry.group or sample.group)
+            replace(
+                sample, split=entry.split, dataset=entry.dataset or sample.dataset, group=entry.group or sample.group
+            )
         )
     return out, len(by_path) - len(matched)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepfake.samples import Sample
 from deepfake.preprocess import LABELS
 from deepfake.report.duplicates import CATEGORIES
 from deepfake.report.inputs import Columns
 from deepfake.report.scan import Scan
+from deepfake.samples import Sample
 
 _THUMB = 112
 _HTML_EXAMPLES = 6  # duplicates shown with thumbnails per category

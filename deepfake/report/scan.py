@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from deepfake.samples import Sample
 from deepfake.errors import ImageError
 from deepfake.images import check_pixels
 from deepfake.preprocess import LABELS
+from deepfake.samples import Sample
 
 FILE_COLUMNS = (
     "path", "dataset", "split", "label", "group", "bytes", "format", "mode", "width", "height",
