@@ -107,11 +107,16 @@ def test_the_installed_package_finds_its_model_and_page(installed, tmp_path):
 def test_export_runs_from_python_without_hydra_configs(installed, trained_run, tmp_path):
     """export(ckpt=..., out=...) needs no yaml: the wheel ships none, and the checkout is not on the path."""
     run, _ = trained_run
-    code = "import sys; from deepfake.export import export; export(ckpt=sys.argv[1], out=sys.argv[2])"
+    code = (
+        "import sys; from deepfake.export import describe_export, export\n"
+        "print(describe_export(export(ckpt=sys.argv[1], out=sys.argv[2])))"
+    )
     done = run_installed(installed, tmp_path, sys.executable, "-c", code, str(run), str(tmp_path / "m.onnx"))
     assert done.returncode == 0, done.stderr
     assert "parity: max |delta p_fake|" in done.stdout and (tmp_path / "m.onnx").is_file()
-    assert not (installed / "deepfake" / "bundled" / "configs").exists()
+    # The wheel's only config is evaluate's perturbation set: none of train.py's or export.py's Hydra yaml.
+    shipped = installed / "deepfake" / "bundled" / "configs"
+    assert sorted(p.name for p in shipped.rglob("*") if p.is_file()) == ["robustness.yaml"]
 
 
 def test_console_scripts_run_from_the_wheel(installed, tmp_path):
