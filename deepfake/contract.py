@@ -33,6 +33,11 @@ threshold              p_fake >= threshold reads as the positive class
 threshold_rule         how the threshold was chosen: "fixed", or "fpr:<rate>" on the validation split
 threshold_val_fpr      the validation false positive rate at the threshold, images judged by aggregate_faces
 threshold_val_tpr      the validation true positive rate there
+threshold_low          p_fake below it reads "likely real", from it up to threshold "uncertain" (the verdict band);
+                       absent: threshold (no uncertain band)
+threshold_low_rule     how it was chosen: "fixed", or "fnr:<rate>" (at most that share of validation fakes below it)
+threshold_low_val_fnr  the share of validation fakes below threshold_low, images judged by aggregate_faces
+threshold_low_val_tnr  the share of validation reals below it
 temperature            T: the graph's p_fake is sigmoid(logit / T); absent: T = 1 (not calibrated)
 calibration            JSON: how T was fitted (method, data, images, ECE and NLL before and after) or why not
 val_ece_before         validation ECE of sigmoid(logit), images judged by aggregate_faces
@@ -94,6 +99,13 @@ THRESHOLD_KEY = "threshold"
 THRESHOLD_RULE_KEY = "threshold_rule"
 THRESHOLD_VAL_FPR_KEY = "threshold_val_fpr"
 THRESHOLD_VAL_TPR_KEY = "threshold_val_tpr"
+THRESHOLD_LOW_KEY = "threshold_low"
+THRESHOLD_LOW_RULE_KEY = "threshold_low_rule"
+THRESHOLD_LOW_VAL_FNR_KEY = "threshold_low_val_fnr"
+THRESHOLD_LOW_VAL_TNR_KEY = "threshold_low_val_tnr"
+# The verdict bands, from the file's two thresholds: what a person reads (label and confidence stay for scripts).
+LIKELY_REAL, UNCERTAIN, LIKELY_FAKE = "likely_real", "uncertain", "likely_fake"
+VERDICTS = (LIKELY_REAL, UNCERTAIN, LIKELY_FAKE)
 TEMPERATURE_KEY = "temperature"
 CALIBRATION_KEY = "calibration"
 VAL_ECE_BEFORE_KEY = "val_ece_before"
@@ -301,6 +313,28 @@ def threshold_metadata(
     return meta
 
 
+def threshold_low_metadata(
+    threshold_low: float, rule: str | None = None, val_fnr: float | None = None, val_tnr: float | None = None
+) -> dict[str, str]:
+    """The lower threshold's keys, as :func:`threshold_metadata` writes the threshold's."""
+    meta = {THRESHOLD_LOW_KEY: repr(check_threshold(threshold_low))}
+    if rule is not None:
+        meta[THRESHOLD_LOW_RULE_KEY] = str(rule)
+    for key, value in ((THRESHOLD_LOW_VAL_FNR_KEY, val_fnr), (THRESHOLD_LOW_VAL_TNR_KEY, val_tnr)):
+        if value is not None:
+            meta[key] = f"{value:.4f}"
+    return meta
+
+
+def verdict_band(p_fake: float, threshold: float, threshold_low: float | None = None) -> str:
+    """The verdict a person reads: likely fake at or above ``threshold``, likely real below ``threshold_low``
+    (None: the threshold itself, so no uncertain band), uncertain between them."""
+    low = threshold if threshold_low is None else min(threshold_low, threshold)
+    if p_fake >= threshold:
+        return LIKELY_FAKE
+    return LIKELY_REAL if p_fake < low else UNCERTAIN
+
+
 def calibration_metadata(calibration: dict) -> dict[str, str]:
     """The calibration keys: export's account of the temperature fit (JSON), and the validation ECE before and
     after it when it was fitted (``calibration["fitted"]``, with ``ece_before`` and ``ece_after``)."""
@@ -338,6 +372,10 @@ class Contract:
     threshold_rule: str | None = None
     threshold_val_fpr: float | None = None
     threshold_val_tpr: float | None = None
+    threshold_low: float | None = None  # below it: likely real; None (files before the band): no uncertain band
+    threshold_low_rule: str | None = None
+    threshold_low_val_fnr: float | None = None
+    threshold_low_val_tnr: float | None = None
     calibration: dict | None = None
     attention_name: str | None = None  # the attention output's name, for attention-head models
     model_name: str | None = None
@@ -383,6 +421,12 @@ def parse_contract(meta: dict[str, str]) -> Contract:
             meta.get(AGGREGATE_FACES_KEY, DEFAULT_FACE_RULE), meta.get(AGGREGATE_FRAMES_KEY, DEFAULT_FRAME_RULE)
         )
         rates = [float(meta[key]) if key in meta else None for key in (THRESHOLD_VAL_FPR_KEY, THRESHOLD_VAL_TPR_KEY)]
+        low_rates = [
+            float(meta[key]) if key in meta else None for key in (THRESHOLD_LOW_VAL_FNR_KEY, THRESHOLD_LOW_VAL_TNR_KEY)
+        ]
+        threshold_low = check_threshold(meta[THRESHOLD_LOW_KEY]) if THRESHOLD_LOW_KEY in meta else None
+        if threshold_low is not None and threshold_low > threshold:
+            raise ValueError(f"threshold_low {threshold_low} is above the threshold {threshold}")
         calibration = json.loads(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
         return Contract(
             preprocess,
@@ -399,6 +443,10 @@ def parse_contract(meta: dict[str, str]) -> Contract:
             threshold_rule=meta.get(THRESHOLD_RULE_KEY),
             threshold_val_fpr=rates[0],
             threshold_val_tpr=rates[1],
+            threshold_low=threshold_low,
+            threshold_low_rule=meta.get(THRESHOLD_LOW_RULE_KEY),
+            threshold_low_val_fnr=low_rates[0],
+            threshold_low_val_tnr=low_rates[1],
             calibration=calibration,
             attention_name=meta.get(ATTENTION_KEY) or None,
             model_name=meta.get(MODEL_NAME_KEY) or None,

@@ -297,3 +297,32 @@ def threshold_at_fpr(p_fake, labels, rate: float) -> float:
         f"no threshold below 1 calls at most {rate:g} of the reals fake: {n_top} of {reals.size} real images "
         f"score p_fake {highest_real:.6g}"
     )
+
+
+def threshold_at_fnr(p_fake, labels, rate: float) -> float:
+    """The highest threshold below which at most ``rate`` of the fakes score (p_fake < threshold: "likely real").
+
+    The mirror of :func:`threshold_at_fpr`: any threshold from just above the next lower score up to the lowest
+    fake score that must stay at or above it gives the same counts, and the one returned is the shortest decimal
+    there (rounded down), checked in float32 too. Raises ValueError when there are no fakes.
+    """
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"false negative rate {rate} must be strictly between 0 and 1")
+    p, y = np.asarray(p_fake, np.float64).reshape(-1), np.asarray(labels).reshape(-1)
+    fakes = np.sort(p[y == 1])
+    if fakes.size == 0:
+        raise ValueError("no fake images to measure a false negative rate on")
+    allowed = int(math.floor(rate * fakes.size + 1e-9))  # fakes that may fall below the threshold
+    lowest_kept = fakes[allowed]
+    below = p[p < lowest_kept]
+    lower = float(below.max()) if below.size else 0.0
+
+    def keeps(t: float) -> bool:
+        return lower < t <= lowest_kept and t > 0.0 and float(np.float32(t)) <= lowest_kept
+
+    for digits in range(1, 10):
+        scale = 10**digits
+        t = math.floor(lowest_kept * scale) / scale
+        if keeps(t):
+            return t
+    return float(lowest_kept)

@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from deepfake import bundled_file
-from deepfake.contract import aggregate_faces, aggregate_frames, metadata_of, parse_contract
+from deepfake.contract import aggregate_faces, aggregate_frames, metadata_of, parse_contract, verdict_band
 from deepfake.errors import ModelError, UserError
 from deepfake.faces import Face, FaceStage, face_crops, warm_up
 from deepfake.images import MAX_PIXELS, to_rgb
@@ -65,9 +65,16 @@ class FaceVerdict:
     p_fake: float
     label: str
     confidence: float
+    verdict: str = ""  # likely_real, uncertain or likely_fake: the file's two thresholds (contract.verdict_band)
 
     def to_dict(self) -> dict:
-        return {"box": list(self.box), "p_fake": self.p_fake, "label": self.label, "confidence": self.confidence}
+        return {
+            "box": list(self.box),
+            "p_fake": self.p_fake,
+            "label": self.label,
+            "confidence": self.confidence,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class Prediction:
     faces: tuple[FaceVerdict, ...] = ()  # every face found, largest first
     face_found: bool | None = None  # None: the face stage was off (a whole-image model, or faces=False)
     note: str | None = None  # why the verdict deserves less trust, when it does
+    # What a person reads: likely_fake at or above the threshold, likely_real below the file's lower threshold,
+    # uncertain between them. label and confidence (the two-way reading at the threshold) stay for scripts.
+    verdict: str = ""
 
     def to_dict(self) -> dict:
         # Prediction's own fields only: a VideoPrediction adds its frames itself, and never its pixels.
@@ -125,12 +135,20 @@ def prepare(rgb: np.ndarray, preprocess: Preprocess, stage: FaceStage | None) ->
     return [face for face, _ in found], np.stack([preprocess(crop) for _, crop in found])
 
 
-def verdict(p_fake: float, threshold: float, labels=LABELS, positive: str = POSITIVE_CLASS) -> Prediction:
-    """The label ``p_fake`` reads as (the positive class at or above ``threshold``) and its confidence."""
+def verdict(
+    p_fake: float,
+    threshold: float,
+    labels=LABELS,
+    positive: str = POSITIVE_CLASS,
+    threshold_low: float | None = None,
+) -> Prediction:
+    """The label ``p_fake`` reads as (the positive class at or above ``threshold``), its confidence, and the
+    verdict band (below ``threshold_low``: likely real; None: no uncertain band)."""
     p = float(p_fake)
     negative = next(label for label in labels if label != positive)
     fake = p >= threshold
-    return Prediction(positive if fake else negative, p, p if fake else 1.0 - p)
+    band = verdict_band(p, threshold, threshold_low)
+    return Prediction(positive if fake else negative, p, p if fake else 1.0 - p, verdict=band)
 
 
 class Predictor:
@@ -171,6 +189,10 @@ class Predictor:
         self.positive_class = contract.positive_class
         self.input_name, self.output_name = contract.input_name, contract.output_name
         self.threshold = contract.threshold if threshold is None else check_threshold(threshold)
+        # Below it: likely real. A file without one (before the band) has no uncertain band; a threshold given here
+        # below the file's lower one moves it down too.
+        low = contract.threshold_low
+        self.threshold_low = self.threshold if low is None else min(low, self.threshold)
         # Already applied inside the graph (its p_fake output is sigmoid(logit / T)): informative, never reapplied.
         self.temperature = contract.temperature
         # How the faces of an image, and the frames of a video, make one p_fake.
@@ -212,14 +234,14 @@ class Predictor:
             return self.verdict(p[0])
         if not found:
             whole = self.verdict(p[0])
-            return Prediction(whole.label, whole.p_fake, whole.confidence, (), False, NO_FACE_NOTE)
+            return Prediction(whole.label, whole.p_fake, whole.confidence, (), False, NO_FACE_NOTE, whole.verdict)
         faces = tuple(self._face_verdict(face, q) for face, q in zip(found, p, strict=True))
         image = self.verdict(aggregate_faces(p, self.face_rule))
-        return Prediction(image.label, image.p_fake, image.confidence, faces, True)
+        return Prediction(image.label, image.p_fake, image.confidence, faces, True, verdict=image.verdict)
 
     def _face_verdict(self, face: Face, p: float) -> FaceVerdict:
         v = self.verdict(p)
-        return FaceVerdict(face.box, v.p_fake, v.label, v.confidence)
+        return FaceVerdict(face.box, v.p_fake, v.label, v.confidence, v.verdict)
 
     def _run(self, outputs: list[str], batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
         chunks = [
@@ -245,7 +267,7 @@ class Predictor:
         return p.reshape(-1), mask.reshape(len(batch), *mask.shape[-2:])
 
     def verdict(self, p: float) -> Prediction:
-        return verdict(p, self.threshold, self.labels, self.positive_class)
+        return verdict(p, self.threshold, self.labels, self.positive_class, self.threshold_low)
 
     def predict(self, image, faces: bool | None = None) -> Prediction:
         """The verdict on one image (path, bytes, RGB array or PIL image); ``faces`` as in :meth:`stage`."""
@@ -306,5 +328,14 @@ class Predictor:
             judged = [(FramePrediction(f.index, f.time_s, whole, ()), whole) for f, whole in judged]
         v = self.verdict(p_video)
         return VideoPrediction(
-            v.label, v.p_fake, v.confidence, (), face_found, note, tuple(f for f, _ in judged), best_index, best_frame
+            v.label,
+            v.p_fake,
+            v.confidence,
+            (),
+            face_found,
+            note,
+            v.verdict,
+            tuple(f for f, _ in judged),
+            best_index,
+            best_frame,
         )

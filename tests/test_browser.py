@@ -21,6 +21,7 @@ from deepfake.faces import FaceStage
 from deepfake.images import encode_image
 from deepfake.predictor import Predictor, default_model_path
 from deepfake.video import write_video
+from deepfake.web.pages import VERDICT_WORDS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
@@ -148,9 +149,10 @@ def wait_for_preview(page) -> None:
 
 
 def read_verdict(page) -> tuple[str, float]:
+    """The headline's verdict band in words, and p(fake) from the gauge."""
     verdict = page.locator(".result .verdict").inner_text(timeout=30_000)
-    confidence = float(page.locator("meter.confidence").get_attribute("value"))
-    return verdict, confidence
+    score = float(page.locator("meter.score").get_attribute("value"))
+    return verdict, score
 
 
 @pytest.mark.parametrize("label", ["real", "fake"])
@@ -164,10 +166,10 @@ def test_uploading_a_face_crop_shows_its_verdict(server, page, predictor, faces,
     wait_for_preview(page)  # the script's preview, before anything is sent
     page.check("input[name=faces]")  # faces-mini images are face crops already
     page.click("button[type=submit]")
-    verdict, confidence = read_verdict(page)
+    verdict, score = read_verdict(page)
     expected = predictor.predict(path, faces=False)
-    assert verdict == label.capitalize() == expected.label.capitalize()
-    assert confidence == pytest.approx(expected.confidence, abs=1e-3)
+    assert expected.label == label and verdict == VERDICT_WORDS[expected.verdict]
+    assert score == pytest.approx(expected.p_fake, abs=1e-3)
     assert page.locator(".result .filename").inner_text() == path.name
     # The whole crop was judged, as the box asked: no face search, so no face boxes and no "no face" note.
     assert page.locator(".result g.face").count() == 0
@@ -203,7 +205,7 @@ def test_dropping_an_image_and_asking_for_a_heatmap(server, page, predictor, tmp
     page.check("input[name=heatmap]")
     page.click("button[type=submit]")
     verdict, _ = read_verdict(page)
-    assert verdict == predictor.predict(jpeg(3, size=128)).label.capitalize()
+    assert verdict == VERDICT_WORDS[predictor.predict(jpeg(3, size=128)).verdict]
     heatmap = page.locator(".heatmap img")
     assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
     assert heatmap.evaluate("img => img.naturalWidth") == 128  # the overlay decoded at the image's size
@@ -221,7 +223,7 @@ def test_the_form_works_without_javascript(server, browser, predictor, tmp_path)
         assert not page.locator("#preview").is_visible()  # no script, no preview: a plain form
         page.click("button[type=submit]")
         verdict, _ = read_verdict(page)
-        assert verdict == predictor.predict(image).label.capitalize()
+        assert verdict == VERDICT_WORDS[predictor.predict(image).verdict]
         page.set_input_files("#file", str(unsupported))
         page.click("button[type=submit]")
         message = page.locator("#error .message").inner_text(timeout=30_000)
@@ -245,9 +247,9 @@ def test_two_faces_are_boxed_and_listed(server, page, errors, tmp_path):
     expected = api_answer(server, path)
     assert len(expected["faces"]) == 2, expected  # both drawn faces are found
     upload(page, server, path)
-    verdict, confidence = read_verdict(page)
-    assert verdict == expected["label"].capitalize()
-    assert confidence == pytest.approx(expected["confidence"], abs=1e-3)
+    verdict, score = read_verdict(page)
+    assert verdict == VERDICT_WORDS[expected["verdict"]]
+    assert score == pytest.approx(expected["p_fake"], abs=1e-3)
     assert "2 faces" in page.locator(".result .details").inner_text()
 
     picture = page.locator(".result figure.annotated svg")
@@ -257,10 +259,11 @@ def test_two_faces_are_boxed_and_listed(server, page, errors, tmp_path):
     assert boxes.count() == 2
     for k, face in enumerate(expected["faces"]):
         box = boxes.nth(k)
-        assert box.get_attribute("class").split() == ["face", face["label"]]  # its colour: the CSS's by class
+        assert box.get_attribute("class").split() == ["face", face["verdict"]]  # its colour: the CSS's by class
         rect = box.locator("rect.box")
         assert [int(rect.get_attribute(name)) for name in ("x", "y", "width", "height")] == face["box"]
-        assert box.locator("text").text_content().startswith(f"{k + 1}: {face['label']} ")
+        words = VERDICT_WORDS[face["verdict"]].lower()
+        assert box.locator("text").text_content() == f"{k + 1}: {words} {face['p_fake']:.2f}"
     # Drawn, and every box and label inside the picture: none is clipped by its edges.
     outside = picture.evaluate(
         """svg => {
@@ -277,7 +280,7 @@ def test_two_faces_are_boxed_and_listed(server, page, errors, tmp_path):
     assert items.count() == 2
     for k, face in enumerate(expected["faces"]):
         text = items.nth(k).inner_text()
-        assert text.startswith(f"Face {k + 1}: {face['label'].capitalize()}")
+        assert text.startswith(f"Face {k + 1}: {VERDICT_WORDS[face['verdict']]}, p(fake) = {face['p_fake']:.3f}")
         assert f"p(fake) = {face['p_fake']:.3f}" in text
     assert page.locator(".result .note").count() == 0
     assert_answered_in_place(page)
@@ -312,24 +315,26 @@ def test_a_video_shows_its_timeline_and_highest_scoring_frame(server, page, erro
         }"""
     )
     page.click("button[type=submit]")
-    verdict, confidence = read_verdict(page)
+    verdict, score = read_verdict(page)
     assert_answered_in_place(page)
     seen = page.evaluate("window.seen")
     assert seen["progress"] or any(seen["status"]), seen
     assert page.locator("#progress").is_hidden()  # the answer's form starts afresh
-    assert verdict == expected["label"].capitalize()
-    assert confidence == pytest.approx(expected["confidence"], abs=1e-3)
+    assert verdict == VERDICT_WORDS[expected["verdict"]]
+    assert score == pytest.approx(expected["p_fake"], abs=1e-3)
 
     details = page.locator(".result .details").inner_text()
     assert f"video, {len(with_face)} of {len(sampled)} sampled frames with a face" in details
     timeline = page.locator(".result figure.timeline svg")
     assert timeline.locator("circle.frame").count() == len(with_face)
     assert timeline.locator("line.no-face").count() == len(sampled) - len(with_face)
-    assert timeline.locator("line.threshold").count() == 1
+    # Both thresholds are marked, when the file has a band: likely fake from the upper, likely real below the lower.
+    banded = predictor.threshold_low < predictor.threshold
+    assert timeline.locator("line.threshold").count() == (2 if banded else 1)
     for k, index in enumerate(with_face):
         circle = timeline.locator("circle.frame").nth(k)
-        label = "fake" if with_face[index]["p_fake"] >= predictor.threshold else "real"
-        assert circle.get_attribute("class").split() == ["frame", label]
+        band = predictor.verdict(with_face[index]["p_fake"]).verdict
+        assert circle.get_attribute("class").split() == ["frame", band]
         assert circle.locator("title").text_content().startswith(f"frame {index} at ")
 
     best = page.locator(".result figure.annotated")
@@ -351,7 +356,7 @@ def test_an_image_without_a_face_says_its_verdict_is_unreliable(server, page, er
     assert expected["face_found"] is False and expected["note"], expected
     upload(page, server, path)
     verdict, _ = read_verdict(page)
-    assert verdict == expected["label"].capitalize()  # still judged, as a whole image
+    assert verdict == VERDICT_WORDS[expected["verdict"]]  # still judged, as a whole image
     note = page.locator(".result .note")
     assert note.is_visible()
     text = note.inner_text()
@@ -359,4 +364,51 @@ def test_an_image_without_a_face_says_its_verdict_is_unreliable(server, page, er
     assert expected["note"] in text
     assert page.locator(".result g.face").count() == 0
     assert page.locator(".result ol.faces").count() == 0
+    assert errors == []
+
+
+def test_each_verdict_band_reads_in_words_on_a_gauge_with_both_thresholds(tmp_path_factory, browser, model, errors):
+    """A copy of the model whose thresholds put three uploads in three bands: the headline says the band in
+    words, the gauge shows p(fake) between the two marks, and no verdict comes with a "confidence"."""
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[dev]')")
+    from deepfake.contract import threshold_low_metadata, threshold_metadata
+
+    folder = tmp_path_factory.mktemp("bands")
+    paths = []
+    for seed in range(12):
+        paths.append(folder / f"upload{seed}.jpg")
+        paths[-1].write_bytes(jpeg(seed, size=128, noisy=seed % 2 == 1))
+    scores = sorted((v.p_fake, path) for v, path in zip(Predictor(model).predict_batch(paths), paths, strict=True))
+    lowest, middle, highest = scores[0], scores[len(scores) // 2], scores[-1]
+    assert lowest[0] < middle[0] < highest[0]
+    proto = onnx.load(str(model))
+    thresholds = threshold_metadata((middle[0] + highest[0]) / 2, "fixed") | threshold_low_metadata(
+        (lowest[0] + middle[0]) / 2, "fixed", 0.05, 0.5
+    )
+    kept = [p for p in proto.metadata_props if p.key not in thresholds]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in thresholds.items():
+        proto.metadata_props.add(key=key, value=value)
+    banded = folder / "banded.onnx"
+    onnx.save(proto, str(banded))
+    process, url = start_gunicorn(folder, DEEPFAKE_MODEL=str(banded))
+    context = browser.new_context()
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        for band, (p_fake, path) in zip(
+            ("likely_real", "uncertain", "likely_fake"), (lowest, middle, highest), strict=True
+        ):
+            upload(page, url, path)
+            verdict, score = read_verdict(page)
+            assert verdict == VERDICT_WORDS[band] and score == pytest.approx(p_fake, abs=1e-3)
+            assert band in page.locator(".result").get_attribute("class").split()
+            assert page.locator(".result .gauge .mark").count() == 2
+            assert "uncertain between them" in page.locator(".result .scale").inner_text()
+            assert "confidence" not in page.locator(".result").inner_text().lower()
+    finally:
+        context.close()
+        process.terminate()
+        process.wait(timeout=30)
     assert errors == []

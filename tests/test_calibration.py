@@ -25,6 +25,7 @@ from deepfake.metrics import (
     fit_temperature,
     rates_at,
     reliability_bins,
+    threshold_at_fnr,
     threshold_at_fpr,
 )
 from deepfake.predictor import Predictor
@@ -207,6 +208,31 @@ def test_a_fpr_threshold_is_chosen_on_the_calibrated_validation_scores(calibrate
     assert threshold == threshold_at_fpr(p, labels, 0.05)  # from the calibrated scores, not the network's sigmoid
     assert threshold != threshold_at_fpr(sigmoid(np.log(p / (1 - p)) * report["temperature"]), labels, 0.05)
     assert Predictor(out).threshold == threshold
+
+
+def test_the_lower_threshold_is_chosen_on_the_same_validation_verdicts(calibrated, trained_run, tmp_path):
+    out, report, run, _ = calibrated
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    low, threshold = float(meta["threshold_low"]), float(meta["threshold"])
+    assert meta["threshold_low_rule"] == report["threshold_low_rule"] == "fnr:0.05" and low == report["threshold_low"]
+    paths, labels = val_split(run)
+    p = np.array([v.p_fake for v in Predictor(out).predict_batch(paths)])
+    # What the file states holds for its own verdicts: the share of validation fakes, and of reals, below it.
+    fnr = float((p[labels == 1] < low).mean())
+    assert fnr <= 0.05 and float(meta["threshold_low_val_fnr"]) == pytest.approx(fnr)
+    assert float(meta["threshold_low_val_tnr"]) == pytest.approx(float((p[labels == 0] < low).mean()))
+    assert low == min(threshold_at_fnr(p, labels, 0.05), threshold) <= threshold
+    assert "lower threshold" in describe_export(report) and "uncertain up to" in describe_export(report)
+    # No band when asked, and a fixed one above the threshold is refused.
+    run_dir, _ = trained_run
+    plain = export(ckpt=str(run_dir), out=str(tmp_path / "plain.onnx"), threshold=0.5, threshold_low=None)
+    assert plain["threshold_low"] is None and "no uncertain band" in describe_export(plain)
+    assert "threshold_low" not in {p.key for p in onnx.load(tmp_path / "plain.onnx").metadata_props}
+    with pytest.raises(ConfigError, match="threshold_low=0.6 is above the threshold 0.5"):
+        export(ckpt=str(run_dir), out=str(tmp_path / "bad.onnx"), threshold=0.5, threshold_low=0.6)
+    for bad in ("fnr:2", "soon"):
+        with pytest.raises(ConfigError, match="threshold_low="):
+            ExportOptions(ckpt="x", threshold_low=bad)
 
 
 def test_export_prints_its_calibration_and_threshold(trained_run, tmp_path, capsys, monkeypatch):

@@ -19,6 +19,7 @@ from helpers import API, gif, jpeg, multipart, png_bomb
 
 from deepfake.predictor import Predictor
 from deepfake.web import create_app, openapi
+from deepfake.web.pages import VERDICT_WORDS
 from deepfake.web.service import ERROR_STATUSES
 
 FORM_ROUTES = ("/deepfake", "/upload")
@@ -54,7 +55,7 @@ def test_predict_answers_the_documented_json(client):
     assert body["request_id"] == response.headers["X-Request-ID"] and len(body["request_id"]) == 32
     assert body["model"] == Predictor().model_name
     (result,) = body["results"]
-    assert set(result) == {"filename", "label", "p_fake", "confidence", "latency_ms"} | {
+    assert set(result) == {"filename", "label", "p_fake", "confidence", "verdict", "latency_ms"} | {
         "kind",
         "width",
         "height",
@@ -68,6 +69,8 @@ def test_predict_answers_the_documented_json(client):
     assert result["label"] == expected.label
     assert result["p_fake"] == pytest.approx(expected.p_fake, abs=1e-6)
     assert result["confidence"] == pytest.approx(expected.confidence, abs=1e-6)
+    assert result["verdict"] == expected.verdict
+    assert [f["verdict"] for f in result["faces"]] == [f.verdict for f in expected.faces]
 
 
 def test_several_files_in_one_request_answer_in_order(client):
@@ -234,16 +237,18 @@ def test_pages_carry_security_headers_and_escape_client_names(app, client):
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in page
 
 
-def test_the_form_shows_verdict_confidence_and_heatmap(client):
+def test_the_form_shows_verdict_score_and_heatmap(client):
     data = {"file": (io.BytesIO(jpeg(7)), "face.jpg"), "heatmap": "1"}
     page = client.post("/upload", data=data).get_data(as_text=True)
     expected = Predictor().predict(jpeg(7))
-    assert f'<span class="verdict">{expected.label.capitalize()}</span>' in page
-    assert '<meter class="confidence" min="0" max="1"' in page and f"{100 * expected.confidence:.1f}%" in page
+    words = VERDICT_WORDS[expected.verdict]
+    assert f'<span class="verdict">{words}</span>' in page and f'data-verdict="{expected.verdict}"' in page
+    assert '<meter class="score" min="0" max="1"' in page and f'value="{expected.p_fake:.4f}"' in page
+    assert "confidence" not in page.lower()  # a score and a band, never a verdict "with 49% confidence"
     assert page.count('href="data:image/') == 1 and page.count('src="data:image/') == 1  # the upload, its heatmap
     # The reference apps' field name "image" works too.
     page = client.post("/deepfake", data={"image": (io.BytesIO(jpeg(7)), "face.jpg")}).get_data(as_text=True)
-    assert f'<span class="verdict">{expected.label.capitalize()}</span>' in page and 'href="data:image/' in page
+    assert f'<span class="verdict">{words}</span>' in page and 'href="data:image/' in page
 
 
 @pytest.mark.parametrize("hostile", ["../../etc/passwd", "..\\x.jpg", "/tmp/abs.png", "kept/../../up.jpg"])

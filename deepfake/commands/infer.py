@@ -50,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json",
         action="store_true",
-        help='print JSON lines {"file", "label", "p_fake", "confidence", "faces": [{"box": [x, y, w, h], "p_fake", '
-        '"label", ...}], "face_found", "note"}, and for videos "frames": [{"index", "time_s", "p_fake", "faces"}]',
+        help='print JSON lines {"file", "label", "p_fake", "confidence", "verdict", "faces": [{"box": [x, y, w, h], '
+        '"p_fake", "label", "verdict", ...}], "face_found", "note"}, and for videos "frames": [{"index", "time_s", '
+        '"p_fake", "faces"}]; verdict is likely_fake (p_fake >= threshold), likely_real (below the model\'s lower '
+        "threshold) or uncertain (between them)",
     )
     parser.add_argument(
         "--faces",

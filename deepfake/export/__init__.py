@@ -38,12 +38,20 @@ import numpy as np
 from omegaconf import DictConfig
 
 from deepfake import __version__
-from deepfake.contract import FIXED_RULE, calibration_metadata, contract_metadata, threshold_metadata
+from deepfake.contract import (
+    FIXED_RULE,
+    calibration_metadata,
+    contract_metadata,
+    threshold_low_metadata,
+    threshold_metadata,
+)
 from deepfake.errors import ModelError
 from deepfake.export.calibration import (
     choose_threshold,
+    choose_threshold_low,
     describe_calibration,
     describe_threshold,
+    describe_threshold_low,
     fit_calibration,
     no_validation_split,
     validation_set,
@@ -129,6 +137,11 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         if p_val is not None:
             rates = (threshold_info.get("val_fpr"), threshold_info.get("val_tpr"))
             update_metadata(tmp, threshold_metadata(threshold, threshold_info["rule"], *rates))
+        # The verdict band's lower threshold, read off the same verdicts: its stated share of fakes below it holds.
+        threshold_low, low_info = choose_threshold_low(options, val, p_val, threshold)
+        if threshold_low is not None:
+            low_rates = (low_info.get("val_fnr"), low_info.get("val_tnr"))
+            update_metadata(tmp, threshold_low_metadata(threshold_low, low_info["rule"], *low_rates))
         replace_file(tmp, out)
     report = {
         "out": str(out),
@@ -139,6 +152,10 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
         "threshold": threshold,
         "threshold_rule": threshold_info["rule"],
         "threshold_val": {k.removeprefix("val_"): v for k, v in threshold_info.items() if k.startswith("val_")},
+        "threshold_low": threshold_low,
+        "threshold_low_rule": low_info["rule"],
+        "threshold_low_val": {k.removeprefix("val_"): v for k, v in low_info.items() if k.startswith("val_")},
+        "threshold_low_reason": low_info.get("reason"),
     }
     faces = checkpoint.faces
     report.update(
@@ -171,6 +188,15 @@ def describe_export(report: dict) -> str:
         f"parity: max |delta p_fake| = {report['max_abs_delta_p_fake']:.2e} over {parity['real']} real and "
         f"{parity['random']} random inputs (tolerance {parity['tolerance']:.0e})",
         describe_threshold(report["threshold"], info),
+        describe_threshold_low(
+            report["threshold_low"],
+            {
+                "rule": report["threshold_low_rule"],
+                "reason": report["threshold_low_reason"],
+                **{f"val_{k}": v for k, v in report["threshold_low_val"].items()},
+            },
+            report["threshold"],
+        ),
         f"wrote {report['out']} ({report['size_mb']:.2f} MB, model {report['model_name']}, "
         f"input {report['input_size']} px{stage})",
     ]

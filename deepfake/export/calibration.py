@@ -11,9 +11,9 @@ import numpy as np
 from deepfake.contract import DEFAULT_FACE_RULE, FIXED_RULE, aggregate_logits
 from deepfake.errors import ConfigError, ModelError
 from deepfake.export.inputs import evenly, prepared_images, torch_logits
-from deepfake.export.options import ExportOptions, fpr_rate
+from deepfake.export.options import ExportOptions, fnr_rate, fpr_rate
 from deepfake.faces import Face
-from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, threshold_at_fpr
+from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, threshold_at_fnr, threshold_at_fpr
 from deepfake.samples import find_samples
 from deepfake.training.checkpoint import Checkpoint
 
@@ -128,6 +128,41 @@ def choose_threshold(options: ExportOptions, val: Validation | None, p_val: np.n
         fpr, tpr = rates_at(p_val, val.labels, threshold)
         info.update(val_fpr=fpr, val_tpr=tpr, val_images=len(val.labels))
     return threshold, info
+
+
+def choose_threshold_low(
+    options: ExportOptions, val: Validation | None, p_val: np.ndarray | None, threshold: float
+) -> tuple[float | None, dict]:
+    """The lower threshold of the verdict band (None: no band) and how it was chosen; never above ``threshold``."""
+    rate = fnr_rate(options.threshold_low)
+    if options.threshold_low is None:
+        return None, {"rule": None, "reason": "threshold_low=null"}
+    if rate is None:
+        low, info = float(options.threshold_low), {"rule": FIXED_RULE}
+        if low > threshold:
+            raise ConfigError(f"threshold_low={low:g} is above the threshold {threshold:g}")
+    elif val is None or p_val is None:
+        return None, {"rule": None, "reason": f"threshold_low={options.threshold_low} needs the run's validation split"}
+    else:
+        try:
+            low = min(threshold_at_fnr(p_val, val.labels, rate), threshold)
+        except ValueError as exc:
+            raise ModelError(f"threshold_low={options.threshold_low}: {exc} on the validation split") from exc
+        info = {"rule": options.threshold_low}
+    if val is not None and p_val is not None:
+        below = p_val < low
+        info.update(val_fnr=float(below[val.labels == 1].mean()), val_tnr=float(below[val.labels == 0].mean()))
+    return low, info
+
+
+def describe_threshold_low(low: float | None, info: dict, threshold: float) -> str:
+    """One line: the verdict band's lower threshold and what it means on validation, or why there is no band."""
+    if low is None:
+        return f"no uncertain band ({info['reason']}): p_fake below {threshold:g} reads likely real"
+    line = f"lower threshold {low:g} ({info['rule']}"
+    if "val_fnr" in info:
+        line += f"; on validation: {info['val_fnr']:.3f} of fakes and {info['val_tnr']:.3f} of reals below it"
+    return line + f"): likely real below it, uncertain up to {threshold:g}, likely fake from there"
 
 
 def no_validation_split(threshold: str) -> ConfigError:

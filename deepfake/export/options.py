@@ -19,6 +19,7 @@ MIN_OPSET = 17
 
 
 FPR_RULE = "fpr:"
+FNR_RULE = "fnr:"
 
 
 @dataclass
@@ -34,6 +35,10 @@ class ExportOptions:
     # Stored in the file: p_fake >= threshold reads as "fake". A number, or fpr:<rate> (fpr:0.05): the lowest
     # threshold at which at most that share of the run's validation reals is called fake (on calibrated p_fake).
     threshold: Any = DEFAULT_THRESHOLD
+    # Stored in the file: below it p_fake reads "likely real", from it up to the threshold "uncertain" (the verdict
+    # band). fnr:<rate> (fnr:0.05): the highest value below which at most that share of the run's validation fakes
+    # score; a number; or null for no uncertain band. Without a validation split, fnr: gives no band (a notice).
+    threshold_low: Any = "fnr:0.05"
     # The export fails (and writes nothing) when onnxruntime and PyTorch differ by more than this in p_fake.
     tolerance: float = 1.0e-4
     fp16: bool = False
@@ -60,6 +65,7 @@ class ExportOptions:
         if int(self.opset) < MIN_OPSET:
             raise ConfigError(f"opset={self.opset}: ONNX opset {MIN_OPSET} or later is required")
         self.threshold = parse_threshold(self.threshold)
+        self.threshold_low = parse_threshold_low(self.threshold_low)
         if not float(self.tolerance) > 0:
             raise ConfigError(f"tolerance={self.tolerance} must be positive")
         if self.eval_split not in (None, *SPLITS):
@@ -87,6 +93,28 @@ def parse_threshold(value) -> float | str:
                 f"threshold={value} is neither a number strictly between 0 and 1 nor fpr:<rate> (threshold=fpr:0.05)"
             )
     return check_threshold(value)
+
+
+def parse_threshold_low(value) -> float | str | None:
+    """``threshold_low=`` as given: None (no band), a number strictly between 0 and 1, or ``fnr:<rate>``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower().startswith(FNR_RULE):
+        rate = _number(value.strip()[len(FNR_RULE) :])
+        if not 0.0 < rate < 1.0:
+            raise ConfigError(
+                f"threshold_low={value}: the false negative rate of fnr:<rate> must be a number strictly between "
+                "0 and 1, as in threshold_low=fnr:0.05"
+            )
+        return f"{FNR_RULE}{rate:g}"
+    if isinstance(value, str) and math.isnan(_number(value)):
+        raise ConfigError(f"threshold_low={value} is neither a number strictly between 0 and 1, fnr:<rate> nor null")
+    return check_threshold(value, "threshold_low")
+
+
+def fnr_rate(threshold_low: float | str | None) -> float | None:
+    """The false negative rate of a ``fnr:<rate>`` lower threshold; None for a number or no band."""
+    return float(threshold_low[len(FNR_RULE) :]) if isinstance(threshold_low, str) else None
 
 
 def _number(text: str) -> float:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from deepfake import __version__
+from deepfake.contract import VERDICTS
 from deepfake.web.service import ERROR_STATUSES
+
+# What a person reads; label and confidence (the two-way reading at the threshold) stay for scripts.
+VERDICT = {
+    "type": "string",
+    "enum": list(VERDICTS),
+    "description": "likely_fake at or above the model's threshold, likely_real below its lower threshold "
+    "(threshold_low), uncertain between them",
+}
 
 
 def _error(description: str) -> dict:
@@ -29,7 +38,7 @@ def spec(
     """The document served at /api/v1/openapi.json, with this server's limits in it."""
     face = {
         "type": "object",
-        "required": ["box", "p_fake", "label", "confidence"],
+        "required": ["box", "p_fake", "label", "confidence", "verdict"],
         "properties": {
             "box": {
                 "type": "array",
@@ -41,6 +50,7 @@ def spec(
             "p_fake": {"type": "number", "minimum": 0, "maximum": 1},
             "label": {"type": "string", "enum": ["real", "fake"]},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "verdict": VERDICT,
         },
     }
     return {
@@ -197,6 +207,7 @@ def spec(
                         "label",
                         "p_fake",
                         "confidence",
+                        "verdict",
                         "latency_ms",
                         "width",
                         "height",
@@ -210,6 +221,7 @@ def spec(
                         "label": {"type": "string", "enum": ["real", "fake"]},
                         "p_fake": {"type": "number", "minimum": 0, "maximum": 1, "description": "probability of fake"},
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1, "description": "of the label"},
+                        "verdict": VERDICT,
                         "latency_ms": {"type": "number", "description": "decode, faces, predict (and explain)"},
                         "width": {"type": "integer", "description": "of the image or of the video's frames"},
                         "height": {"type": "integer"},

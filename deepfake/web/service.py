@@ -129,6 +129,7 @@ class Result:
             "label": p["label"],
             "p_fake": round(p["p_fake"], 6),
             "confidence": round(p["confidence"], 6),
+            "verdict": p["verdict"],
             "latency_ms": round(self.latency_ms, 3),
             "width": self.width,
             "height": self.height,
