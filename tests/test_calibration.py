@@ -18,6 +18,7 @@ from deepfake.errors import ConfigError
 from deepfake.evaluate import evaluate
 from deepfake.export import ExportOptions, describe_export, export, parse_threshold, preprocessed
 from deepfake.export import calibration as export_calibration
+from deepfake.export.calibration import add_verdict_band
 from deepfake.metrics import (
     binary_metrics,
     binary_nll,
@@ -233,6 +234,22 @@ def test_the_lower_threshold_is_chosen_on_the_same_validation_verdicts(calibrate
     for bad in ("fnr:2", "soon"):
         with pytest.raises(ConfigError, match="threshold_low="):
             ExportOptions(ckpt="x", threshold_low=bad)
+
+
+def test_a_file_from_before_the_band_gets_the_same_lower_threshold_export_would_give(calibrated, tmp_path):
+    out, report, run, _ = calibrated
+    older = tmp_path / "older.onnx"
+    model = onnx.load(out)
+    kept = [p for p in model.metadata_props if not p.key.startswith("threshold_low")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, older)
+    assert Predictor(older).contract.threshold_low is None
+    low, info = add_verdict_band(older, run / "split.csv")
+    assert low == report["threshold_low"] and info["rule"] == "fnr:0.05" and info["val_images"] == 4
+    after = {p.key: p.value for p in onnx.load(older).metadata_props}
+    assert after == {p.key: p.value for p in onnx.load(out).metadata_props}  # every key as export writes it
+    assert onnx.load(older).graph == onnx.load(out).graph
 
 
 def test_export_prints_its_calibration_and_threshold(trained_run, tmp_path, capsys, monkeypatch):

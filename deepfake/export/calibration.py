@@ -4,16 +4,20 @@ temperature T fitted on per-image logits, and a ``fpr:<rate>`` threshold read of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepfake.contract import DEFAULT_FACE_RULE, FIXED_RULE, aggregate_logits
+from deepfake.contract import DEFAULT_FACE_RULE, FIXED_RULE, aggregate_logits, threshold_low_metadata
 from deepfake.errors import ConfigError, ModelError
 from deepfake.export.inputs import evenly, prepared_images, torch_logits
-from deepfake.export.options import ExportOptions, fnr_rate, fpr_rate
+from deepfake.export.onnx_file import update_metadata
+from deepfake.export.options import ExportOptions, fnr_rate, fpr_rate, parse_threshold_low
 from deepfake.faces import Face
+from deepfake.images import read_image
 from deepfake.metrics import ECE_BINS, binary_nll, ece, fit_temperature, rates_at, threshold_at_fnr, threshold_at_fpr
+from deepfake.predictor import Predictor
 from deepfake.samples import find_samples
 from deepfake.training.checkpoint import Checkpoint
 
@@ -131,28 +135,48 @@ def choose_threshold(options: ExportOptions, val: Validation | None, p_val: np.n
 
 
 def choose_threshold_low(
-    options: ExportOptions, val: Validation | None, p_val: np.ndarray | None, threshold: float
+    threshold_low: float | str | None, labels: np.ndarray | None, p_val: np.ndarray | None, threshold: float
 ) -> tuple[float | None, dict]:
-    """The lower threshold of the verdict band (None: no band) and how it was chosen; never above ``threshold``."""
-    rate = fnr_rate(options.threshold_low)
-    if options.threshold_low is None:
+    """The lower threshold of the verdict band (None: no band) and how it was chosen, never above ``threshold``;
+    ``threshold_low`` as :func:`~deepfake.export.options.parse_threshold_low` returns it, ``p_val`` the file's own
+    p_fake on the validation images of ``labels`` (None: no validation split)."""
+    rate = fnr_rate(threshold_low)
+    if threshold_low is None:
         return None, {"rule": None, "reason": "threshold_low=null"}
     if rate is None:
-        low, info = float(options.threshold_low), {"rule": FIXED_RULE}
+        low, info = float(threshold_low), {"rule": FIXED_RULE}
         if low > threshold:
             raise ConfigError(f"threshold_low={low:g} is above the threshold {threshold:g}")
-    elif val is None or p_val is None:
-        return None, {"rule": None, "reason": f"threshold_low={options.threshold_low} needs the run's validation split"}
+    elif labels is None or p_val is None:
+        return None, {"rule": None, "reason": f"threshold_low={threshold_low} needs the run's validation split"}
     else:
         try:
-            low = min(threshold_at_fnr(p_val, val.labels, rate), threshold)
+            low = min(threshold_at_fnr(p_val, labels, rate), threshold)
         except ValueError as exc:
-            raise ModelError(f"threshold_low={options.threshold_low}: {exc} on the validation split") from exc
-        info = {"rule": options.threshold_low}
-    if val is not None and p_val is not None:
+            raise ModelError(f"threshold_low={threshold_low}: {exc} on the validation split") from exc
+        info = {"rule": threshold_low}
+    if labels is not None and p_val is not None:
         below = p_val < low
-        info.update(val_fnr=float(below[val.labels == 1].mean()), val_tnr=float(below[val.labels == 0].mean()))
+        info.update(val_fnr=float(below[labels == 1].mean()), val_tnr=float(below[labels == 0].mean()))
     return low, info
+
+
+def add_verdict_band(
+    model: str | Path, split_csv: str | Path, threshold_low: float | str = "fnr:0.05", max_images: int | None = 2000
+) -> tuple[float, dict]:
+    """Write the verdict band's lower threshold into a model file exported before the band, chosen as export
+    chooses it: on the validation rows of its run's ``split_csv``, judged by the file's own Predictor (every
+    face, its rule). The graph and every other key stay as they are. Returns the threshold and how it was chosen."""
+    predictor = Predictor(model, providers=["CPUExecutionProvider"])
+    samples = evenly([s for s in find_samples(split_csv)[0] if s.split == "val"], max_images)
+    if not samples:
+        raise ConfigError(f"{split_csv}: no validation rows to choose the lower threshold on")
+    labels = np.array([s.label for s in samples])
+    p_val = np.array([v.p_fake for v in predictor.judge_all([predictor.inputs(read_image(s.path)) for s in samples])])
+    rule = parse_threshold_low(threshold_low)
+    low, info = choose_threshold_low(rule, labels, p_val, predictor.threshold)
+    update_metadata(Path(model), threshold_low_metadata(low, info["rule"], info["val_fnr"], info["val_tnr"]))
+    return low, info | {"val_images": len(samples)}
 
 
 def describe_threshold_low(low: float | None, info: dict, threshold: float) -> str:
