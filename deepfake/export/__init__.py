@@ -138,8 +138,8 @@ def export(options: ExportOptions | DictConfig | None = None, /, *, checkpoint: 
             rates = (threshold_info.get("val_fpr"), threshold_info.get("val_tpr"))
             update_metadata(tmp, threshold_metadata(threshold, threshold_info["rule"], *rates))
         # The verdict band's lower threshold, read off the same verdicts: its stated share of fakes below it holds.
-        labels = val.labels if val is not None else None
-        threshold_low, low_info = choose_threshold_low(options.threshold_low, labels, p_val, threshold)
+        val_labels = val.labels if val is not None else None
+        threshold_low, low_info = choose_threshold_low(options.threshold_low, val_labels, p_val, threshold)
         if threshold_low is not None:
             low_rates = (low_info.get("val_fnr"), low_info.get("val_tnr"))
             update_metadata(tmp, threshold_low_metadata(threshold_low, low_info["rule"], *low_rates))
