@@ -304,25 +304,23 @@ def threshold_metadata(
 ) -> dict[str, str]:
     """The threshold keys: the threshold, how it was chosen (``"fixed"``, ``"fpr:<rate>"``; None: no key) and the
     validation rates at it (None: no key)."""
-    meta = {THRESHOLD_KEY: repr(check_threshold(threshold))}
-    if rule is not None:
-        meta[THRESHOLD_RULE_KEY] = str(rule)
-    for key, value in ((THRESHOLD_VAL_FPR_KEY, val_fpr), (THRESHOLD_VAL_TPR_KEY, val_tpr)):
-        if value is not None:
-            meta[key] = f"{value:.4f}"
-    return meta
+    keys = (THRESHOLD_KEY, THRESHOLD_RULE_KEY, THRESHOLD_VAL_FPR_KEY, THRESHOLD_VAL_TPR_KEY)
+    return _threshold_keys(keys, threshold, rule, val_fpr, val_tpr)
 
 
 def threshold_low_metadata(
     threshold_low: float, rule: str | None = None, val_fnr: float | None = None, val_tnr: float | None = None
 ) -> dict[str, str]:
-    """The lower threshold's keys, as :func:`threshold_metadata` writes the threshold's."""
-    meta = {THRESHOLD_LOW_KEY: repr(check_threshold(threshold_low))}
+    """The lower threshold's keys, as :func:`threshold_metadata` writes the threshold's (rule ``"fnr:<rate>"``)."""
+    keys = (THRESHOLD_LOW_KEY, THRESHOLD_LOW_RULE_KEY, THRESHOLD_LOW_VAL_FNR_KEY, THRESHOLD_LOW_VAL_TNR_KEY)
+    return _threshold_keys(keys, threshold_low, rule, val_fnr, val_tnr)
+
+
+def _threshold_keys(keys: tuple[str, str, str, str], value: float, rule, *rates: float | None) -> dict[str, str]:
+    meta = {keys[0]: repr(check_threshold(value))}
     if rule is not None:
-        meta[THRESHOLD_LOW_RULE_KEY] = str(rule)
-    for key, value in ((THRESHOLD_LOW_VAL_FNR_KEY, val_fnr), (THRESHOLD_LOW_VAL_TNR_KEY, val_tnr)):
-        if value is not None:
-            meta[key] = f"{value:.4f}"
+        meta[keys[1]] = str(rule)
+    meta.update({key: f"{rate:.4f}" for key, rate in zip(keys[2:], rates, strict=True) if rate is not None})
     return meta
 
 
