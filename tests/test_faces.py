@@ -385,7 +385,7 @@ def test_infer_prints_every_face_and_every_frame(faces_model, tmp_path):
     assert run.returncode == 0, run.stderr
     two, video, none = (json.loads(line) for line in run.stdout.splitlines())
     assert [len(two["faces"]), two["face_found"], two["note"]] == [2, True, None]
-    assert all(set(face) == {"box", "p_fake", "label", "confidence"} for face in two["faces"])
+    assert all(set(face) == {"box", "p_fake", "label", "confidence", "verdict"} for face in two["faces"])
     assert video["file"] == str(clip) and [f["index"] for f in video["frames"]] == [2, 6, 10]
     assert none["face_found"] is False and "unreliable" in none["note"]
     text = subprocess.run([*command, "--frames", "3"], capture_output=True, text=True, timeout=120).stdout
